@@ -1,0 +1,67 @@
+# Shoal: `make demo` and `make test` do all set-up on a fresh Debian 12 machine, as root.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages: the lab (iproute2, nftables, docker-registry, skopeo, busybox-static),
+# monitoring (prometheus), and what building the virtualenv needs.
+APT_PACKAGES := iproute2 nftables busybox-static docker-registry skopeo prometheus \
+	python3 python3-venv python3-dev gcc make ca-certificates
+APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
+
+.PHONY: setup test lint typecheck unit integration proto demo demo-down bench clean
+
+setup: $(APT_STAMP) $(VENV)/.installed
+
+# Installs only what is missing, so a second run does no network work and prints nothing.
+$(APT_STAMP):
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing $$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(APT_STAMP)
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@echo "pip: installing shoal and its dev tools into $(VENV)"
+	@$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+integration: setup
+	$(BIN)/pytest -q tests/integration
+
+test: lint typecheck unit integration
+
+proto: setup
+	$(BIN)/python proto/gen.py
+
+demo: setup
+	$(BIN)/swarm-machine lab up --name demo --machines 5
+	@echo
+	@echo "Each machine reaches the registry and the others; for example, from demo-node1:"
+	$(BIN)/swarm-machine ssh demo-node1 -- busybox wget -qO- "http://$$($(BIN)/swarm-machine inspect demo-node1 | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["registry"])')/v2/busybox/tags/list"
+	@echo
+	@echo "Remove it all with: make demo-down"
+
+demo-down: setup
+	$(BIN)/swarm-machine lab down demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

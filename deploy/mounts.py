@@ -1,0 +1,41 @@
+"""Finding and removing mounts left below a directory (overlays, bound namespaces)."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+from deploy import libc
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def mountpoints() -> list[str]:
+    """Mount points of this mount namespace, in mount order."""
+    text = Path("/proc/self/mountinfo").read_text()
+    return [_unescape(line.split()[4]) for line in text.splitlines()]
+
+
+def mounts_below(directory: Path) -> list[str]:
+    top = str(directory).rstrip("/")
+    return [m for m in mountpoints() if m == top or m.startswith(top + "/")]
+
+
+def unmount_below(directory: Path, rounds: int = 20) -> None:
+    """Detach every mount at or below `directory`, deepest first, stacked ones included."""
+    for _ in range(rounds):
+        below = mounts_below(directory)
+        if not below:
+            return
+        for mountpoint in sorted(set(below), key=lambda m: m.count("/"), reverse=True):
+            try:
+                libc.umount_detach(mountpoint)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                    raise
+    raise RuntimeError(f"mounts below {directory} remain: {mounts_below(directory)}")

@@ -1,0 +1,115 @@
+"""Fixtures for integration tests: lab machines and the lab registry, torn down even on failure.
+
+They drive the same library as `swarm-machine` (deploy.lab), with a per-run name prefix so
+concurrent or crashed runs never collide; labs left by a crashed earlier run are removed first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.lab import Lab
+from deploy.netns_driver import Machine
+from tests.integration.host_snapshot import HostSnapshot
+
+RUN_PREFIX = f"st{os.getpid()}"
+STALE_LAB = re.compile(r"^st(\d+)-")
+SWARM_MACHINE = str(Path(sys.executable).parent / "swarm-machine")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def lab_api() -> Lab:
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (real namespaces, cgroups, mounts)")
+    lab = Lab()
+    for rec in lab.storage.labs():
+        match = STALE_LAB.match(rec.name)
+        if match and not _alive(int(match.group(1))):
+            lab.down(rec.name)
+    return lab
+
+
+@dataclass
+class LabHandle:
+    """A running lab for one test: its name, registry `host:port` and machines."""
+
+    api: Lab
+    name: str
+    registry: str
+    machines: list[Machine]
+
+    def env(self, machine: Machine) -> dict[str, str]:
+        return machine.environment(self.registry)
+
+    def run(self, machine: Machine, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start `argv` inside `machine` (its namespaces, cgroup and environment)."""
+        return machine.popen(argv, self.env(machine), **kwargs)
+
+
+_counter = iter(range(10**6))
+
+
+def unique_name(tag: str = "") -> str:
+    """A lab or machine name unique to this run (carries the run prefix)."""
+    return f"{RUN_PREFIX}-{tag}{next(_counter)}"
+
+
+@pytest.fixture
+def make_lab(lab_api: Lab, host_unchanged: HostSnapshot) -> Iterator[Callable[[int], LabHandle]]:
+    """Factory: make_lab(N) brings up a lab with N machines; all are removed after the test,
+    and the host must then be as it was before (checked by `host_unchanged`)."""
+    made: list[str] = []
+
+    def factory(machines: int = 3) -> LabHandle:
+        name = unique_name("l")
+        made.append(name)
+        status = lab_api.up(name, machines)
+        return LabHandle(
+            api=lab_api,
+            name=name,
+            registry=status["registry"],
+            machines=[lab_api.machine(m["name"]) for m in status["machines"]],
+        )
+
+    yield factory
+    for name in made:
+        lab_api.down(name)
+
+
+@pytest.fixture
+def host_unchanged(lab_api: Lab) -> Iterator[HostSnapshot]:
+    """Fails the test if the host's netns, links, mounts or cgroups differ after it."""
+    before = HostSnapshot.take()
+    yield before
+    assert HostSnapshot.take().difference(before) == {}
+
+
+def swarm_machine(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real swarm-machine program."""
+    return subprocess.run(
+        [SWARM_MACHINE, *args], capture_output=True, text=True, timeout=120, check=False, **kwargs
+    )
