@@ -25,10 +25,12 @@ class Hierarchy:
     controllers: frozenset[str]
 
 
-def hierarchies() -> list[Hierarchy]:
-    """Every cgroup hierarchy mounted in this mount namespace (one entry per hierarchy)."""
+def hierarchies(mountinfo: str | None = None) -> list[Hierarchy]:
+    """Every cgroup hierarchy mounted in this mount namespace (one entry per hierarchy;
+    `mountinfo` is the text of /proc/self/mountinfo, read when not given)."""
     found: dict[str, Hierarchy] = {}
-    for line in MOUNTINFO.read_text().splitlines():
+    text = MOUNTINFO.read_text() if mountinfo is None else mountinfo
+    for line in text.splitlines():
         left, _, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
         fstype, super_opts = tail[0], tail[2] if len(tail) > 2 else ""

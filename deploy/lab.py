@@ -32,6 +32,22 @@ def machine_names(lab: str, count: int) -> list[str]:
     return [f"{lab}-node{i}" for i in range(1, count + 1)]
 
 
+def free_addresses(subnet: str, used: set[str], count: int) -> list[str]:
+    """The `count` lowest free machine addresses ("ip/prefix") of `subnet`."""
+    network = ipaddress.ip_network(subnet)
+    taken = {ipaddress.ip_interface(a).ip for a in used}
+    out: list[str] = []
+    for n in range(FIRST_MACHINE_HOST, network.num_addresses - 1):
+        if len(out) == count:
+            break
+        ip = network.network_address + n
+        if ip not in taken:
+            out.append(f"{ip}/{network.prefixlen}")
+    if len(out) < count:
+        raise MachineError(f"no free address left in {subnet} for {count} more machine(s)")
+    return out
+
+
 class Lab:
     """swarm-machine's operations over one storage directory."""
 
@@ -204,23 +220,12 @@ class Lab:
         if taken:
             raise MachineError(f"machine or network namespace already exists: {', '.join(taken)}")
 
-    def _next_addresses(self, rec: LabRecord, count: int) -> list[str]:
-        network = ipaddress.ip_network(rec.subnet)
-        used = {ipaddress.ip_interface(m.address).ip for m in self.storage.machines(rec.name)}
-        free = (
-            network.network_address + n
-            for n in range(FIRST_MACHINE_HOST, network.num_addresses - 1)
-            if network.network_address + n not in used
-        )
-        out = [f"{ip}/{network.prefixlen}" for ip, _ in zip(free, range(count), strict=False)]
-        if len(out) < count:
-            raise MachineError(f"lab {rec.name} has no free address left in {rec.subnet}")
-        return out
-
     def _create_machines(self, rec: LabRecord, names: Sequence[str]) -> list[Machine]:
         made: list[Machine] = []
         try:
-            for name, address in zip(names, self._next_addresses(rec, len(names)), strict=True):
+            used = {m.address for m in self.storage.machines(rec.name)}
+            addresses = free_addresses(rec.subnet, used, len(names))
+            for name, address in zip(names, addresses, strict=True):
                 machine = Machine(self.storage, MachineRecord(name, rec.name, address))
                 self.storage.save_machine(machine.record)
                 made.append(machine)

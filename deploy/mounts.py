@@ -15,15 +15,16 @@ def _unescape(field: str) -> str:
     return field
 
 
-def mountpoints() -> list[str]:
-    """Mount points of this mount namespace, in mount order."""
-    text = Path("/proc/self/mountinfo").read_text()
+def mountpoints(mountinfo: str | None = None) -> list[str]:
+    """Mount points of this mount namespace in mount order (`mountinfo` as in /proc)."""
+    text = Path("/proc/self/mountinfo").read_text() if mountinfo is None else mountinfo
     return [_unescape(line.split()[4]) for line in text.splitlines()]
 
 
-def mounts_below(directory: Path) -> list[str]:
+def mounts_below(directory: Path, points: list[str] | None = None) -> list[str]:
+    """Mount points at or below `directory` (of `points`, or of this mount namespace)."""
     top = str(directory).rstrip("/")
-    return [m for m in mountpoints() if m == top or m.startswith(top + "/")]
+    return [m for m in (mountpoints() if points is None else points) if m == top or m.startswith(top + "/")]
 
 
 def unmount_below(directory: Path, rounds: int = 20) -> None:
