@@ -24,7 +24,11 @@ def mountpoints(mountinfo: str | None = None) -> list[str]:
 def mounts_below(directory: Path, points: list[str] | None = None) -> list[str]:
     """Mount points at or below `directory` (of `points`, or of this mount namespace)."""
     top = str(directory).rstrip("/")
-    return [m for m in (mountpoints() if points is None else points) if m == top or m.startswith(top + "/")]
+    return [
+        m
+        for m in (mountpoints() if points is None else points)
+        if m == top or m.startswith(top + "/")
+    ]
 
 
 def unmount_below(directory: Path, rounds: int = 20) -> None:
