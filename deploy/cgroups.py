@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.errors import MachineError
+
 MOUNTINFO = Path("/proc/self/mountinfo")
 
 
@@ -108,7 +110,7 @@ def remove(relpath: str, timeout: float = 10.0) -> None:
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.02)
     if left:
-        raise RuntimeError(f"processes {sorted(left)} in cgroup {relpath} survived SIGKILL")
+        raise MachineError(f"processes {sorted(left)} in cgroup {relpath} survived SIGKILL")
     for hier in hierarchies():
         top = hier.mountpoint / relpath.lstrip("/")
         for d in _subtree(top):

@@ -12,8 +12,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from deploy.errors import MachineError
 from deploy.lab import DEFAULT_LAB, DEFAULT_SUBNET, Lab
-from deploy.state import MachineError, Storage
+from deploy.state import Storage
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from deploy import libc, namespaces, netns_driver, registry
+from deploy.errors import MachineError
 from deploy.netns_driver import Machine
-from deploy.state import LabRecord, MachineError, MachineRecord, Storage, validate_name
+from deploy.state import LabRecord, MachineRecord, Storage, validate_name
 
 DEFAULT_LAB = "lab"
 DEFAULT_SUBNET = "10.77.0.0/16"
@@ -143,6 +144,7 @@ class Lab:
             unknown = [n for n in names if self.storage.machine(n) is None]
             if unknown:
                 raise MachineError(f"no such machine: {', '.join(unknown)}")
+            self._refuse_if_inside([self.machine(n) for n in names])
             labs = {self.machine(n).record.lab for n in names}
             for name in dict.fromkeys(names):
                 self._remove_machine(self.machine(name))
@@ -189,6 +191,7 @@ class Lab:
         with self.storage.locked():
             if self.storage.lab(lab) is None:
                 return False
+            self._refuse_if_inside(self.machines(lab))
             self._teardown_lab(lab)
             return True
 
@@ -202,6 +205,13 @@ class Lab:
         if m.record.state != "running":
             return m.record.state
         return "running" if m.running else "error"
+
+    @staticmethod
+    def _refuse_if_inside(machines: Sequence[Machine]) -> None:
+        """Removing a machine kills everything in it: never the caller itself."""
+        for m in machines:
+            if m.contains(os.getpid()):
+                raise MachineError(f"cannot remove machine {m.name} from inside it")
 
     def _registry_running(self, lab: str) -> bool:
         return bool(namespaces.pids_in(namespaces.netns_path(registry.registry_netns(lab))))

@@ -6,6 +6,7 @@ import errno
 from pathlib import Path
 
 from deploy import libc
+from deploy.errors import MachineError
 
 
 def _unescape(field: str) -> str:
@@ -43,4 +44,4 @@ def unmount_below(directory: Path, rounds: int = 20) -> None:
             except OSError as exc:
                 if exc.errno not in (errno.EINVAL, errno.ENOENT):
                     raise
-    raise RuntimeError(f"mounts below {directory} remain: {mounts_below(directory)}")
+    raise MachineError(f"mounts below {directory} remain: {mounts_below(directory)}")

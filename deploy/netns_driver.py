@@ -128,6 +128,10 @@ class Machine:
     def running(self) -> bool:
         return namespaces.is_bound(self.netns) and namespaces.is_bound(self.uts)
 
+    def contains(self, pid: int) -> bool:
+        """True when process `pid` runs inside the machine (its netns or cgroup parent)."""
+        return pid in namespaces.pids_in(self.netns) or pid in cgroups.pids(self.cgroup_parent)
+
     def create(self) -> None:
         """Make the machine's resources; the caller has saved the record already."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

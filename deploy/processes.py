@@ -8,6 +8,8 @@ import signal
 import time
 from collections.abc import Callable
 
+from deploy.errors import MachineError
+
 
 def _reap(pid: int) -> None:
     """Collect `pid` if it is our own child (the test harness starts the registry itself)."""
@@ -22,7 +24,7 @@ def stop_all(find: Callable[[], list[int]], grace: float = 3.0, timeout: float =
     end = time.monotonic() + timeout
     while pids := find():
         if time.monotonic() > end:
-            raise RuntimeError(f"processes {pids} survived SIGKILL")
+            raise MachineError(f"processes {pids} survived SIGKILL")
         if time.monotonic() > deadline:
             sig = signal.SIGKILL
         for pid in pids:

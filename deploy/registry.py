@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from deploy import busybox_image, libc, namespaces
-from deploy.state import MachineError
+from deploy.errors import MachineError
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 SKOPEO_BIN = "/usr/bin/skopeo"

@@ -15,12 +15,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deploy.errors import MachineError
+
 DEFAULT_STORAGE = Path("/var/lib/swarm-machine")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-
-
-class MachineError(Exception):
-    """A problem the user caused or must know about; the CLI prints it as one line."""
 
 
 def validate_name(name: str, what: str = "machine") -> None:

@@ -228,6 +228,11 @@ def test_bad_input_is_refused_and_creates_nothing(
         assert "Traceback" not in result.stderr
         assert result.stderr.count("\n") == 1, result.stderr
 
+    # A machine cannot be removed from inside itself (that would kill the caller midway).
+    inside = swarm_machine("ssh", existing.name, "--", SWARM_MACHINE, "rm", existing.name)
+    assert inside.returncode == 1
+    assert "from inside it" in inside.stderr
+
     # The rm that named an unknown machine removed nothing.
     assert swarm_machine("ssh", existing.name, "--", "true").returncode == 0
 

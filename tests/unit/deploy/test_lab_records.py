@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.errors import MachineError
 from deploy.lab import FIRST_MACHINE_HOST, free_addresses, machine_names
-from deploy.state import LabRecord, MachineError, MachineRecord, Storage, validate_name
+from deploy.state import LabRecord, MachineRecord, Storage, validate_name
 
 
 @pytest.mark.parametrize("name", ["node1", "a", "st123-l4-node2", "x" * 40])
