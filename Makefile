@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Debian packages: the lab (iproute2, nftables, docker-registry, skopeo, busybox-static),
 # monitoring (prometheus), and what building the virtualenv needs.
 APT_PACKAGES := iproute2 nftables busybox-static docker-registry skopeo prometheus \
-	python3 python3-venv python3-dev gcc make ca-certificates
+	libseccomp2 python3 python3-venv python3-dev gcc make ca-certificates
 APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
 
 .PHONY: setup test lint typecheck unit integration proto demo demo-down bench clean
@@ -56,7 +56,7 @@ demo: setup
 	$(BIN)/swarm-machine lab up --name demo --machines 5
 	@echo
 	@echo "Each machine reaches the registry and the others; for example, from demo-node1:"
-	$(BIN)/swarm-machine ssh demo-node1 -- busybox wget -qO- "http://$$($(BIN)/swarm-machine inspect demo-node1 | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["registry"])')/v2/busybox/tags/list"
+	$(BIN)/swarm-machine ssh demo-node1 -- sh -c 'busybox wget -qO- http://$$SWARM_MACHINE_REGISTRY/v2/busybox/tags/list'
 	@echo
 	@echo "Remove it all with: make demo-down"
 

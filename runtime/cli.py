@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
-# Built by issue 3 (runtime); until then each command says so and fails.
+from runtime.config import DEFAULT_ROOT, EngineConfig, env_list
+
+# Commands not built yet (issue 3); each says so and fails.
 PLANNED = {
     "pull": "Pull an image from a registry.",
     "push": "Push an image to a registry.",
@@ -29,8 +32,27 @@ PLANNED = {
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    envvar="SHOAL_ROOT",
+    default=DEFAULT_ROOT,
+    show_default=True,
+    help="Where images and containers are kept.",
+)
+@click.option(
+    "--insecure-registry",
+    "insecure",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="A registry to reach over plain HTTP (repeatable; env SHOAL_INSECURE_REGISTRIES).",
+)
+@click.pass_context
+def main(ctx: click.Context, root: Path, insecure: tuple[str, ...]) -> None:
     """Run containers on this machine, like podman: no daemon."""
+    ctx.obj = EngineConfig(
+        root=root, insecure_registries=insecure + env_list("SHOAL_INSECURE_REGISTRIES")
+    )
 
 
 def _planned(name: str, summary: str) -> None:
