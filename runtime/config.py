@@ -25,6 +25,8 @@ class EngineConfig:
         default_factory=lambda: env_list("SHOAL_INSECURE_REGISTRIES")
     )
     max_concurrent_downloads: int = 3
+    # Containers' cgroups go below this path in each hierarchy; None = "<own cgroup>/shoal".
+    cgroup_parent: str | None = None
 
     @property
     def images_dir(self) -> Path:

@@ -1,0 +1,442 @@
+"""The container engine: create, start, wait, stop, kill, remove, inspect and list.
+
+Daemonless: every operation reads and writes the container's directory under the engine
+root, so any process (the `shoal` CLI, later the agent) can pick up a container another one
+started. Start latency matters: all planning happens before the fork, the child only makes
+system calls (see init and shim).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import select
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from runtime import metrics
+from runtime.config import EngineConfig
+from runtime.container import init, names, security, shim
+from runtime.container import syscalls as sc
+from runtime.container.cgroups import ContainerCgroup, Limits
+from runtime.container.spec import ContainerSpec, ProcessPlan, resolve_process
+from runtime.container.store import (
+    ContainerDir,
+    ContainerStore,
+    State,
+    alive,
+    proc_start_time,
+    write_json,
+)
+from runtime.errors import ContainerError
+
+REEXEC_SHIM_AFTER = 0.2  # seconds a container must live before its shim slims down
+INIT_LAYER_DIRS = ("proc", "sys", "dev", "etc")
+INIT_LAYER_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+
+
+class Image(Protocol):
+    """What the engine needs of an image (the image store's Image satisfies it)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def config(self) -> dict[str, Any]: ...
+
+    def lower_dirs(self) -> list[Path]: ...
+
+
+class Network(Protocol):
+    """What the engine needs of a network driver (runtime.network's bridge satisfies it)."""
+
+    def attach(
+        self, container_id: str, netns_path: str, ports: Sequence[str]
+    ) -> dict[str, Any]: ...
+
+    def detach(self, container_id: str) -> None: ...
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _host_resolv_conf() -> str:
+    """The host's resolver settings minus loopback servers, unreachable from a container."""
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except FileNotFoundError:
+        return ""
+    kept = [
+        line
+        for line in lines
+        if not (
+            line.startswith("nameserver")
+            and line.split()[1:2]
+            and (line.split()[1].startswith("127.") or line.split()[1] == "::1")
+        )
+    ]
+    return "\n".join(kept) + "\n"
+
+
+class Engine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        network: Network | None = None,
+        cleanup_on_exit: bool = True,
+    ) -> None:
+        """`cleanup_on_exit`: the shim runs `shoal cleanup` when the container ends (the
+        daemonless CLI needs it); a long-lived caller may do the clean-up in `wait`."""
+        self.config = config
+        self.store = ContainerStore(config.containers_dir)
+        self._network = network
+        self.cleanup_on_exit = cleanup_on_exit
+        self._seccomp: tuple[sc.SockFprog, Any] | None = None
+        self._last_cap = security.last_cap()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec, image: Image) -> str:
+        spec.validate()
+        container_id = secrets.token_hex(32)
+        hostname = spec.hostname or container_id[:12]
+        process = resolve_process(spec, image.config, hostname)
+        with self.store.creating():
+            name = spec.name or names.generate(
+                {d.config().get("name", "") for d in self.store.all()}
+            )
+            if spec.name and any(d.config().get("name") == spec.name for d in self.store.all()):
+                raise ContainerError(f"the container name {spec.name!r} is already in use")
+            d = ContainerDir(self.config.containers_dir / container_id)
+            d.path.mkdir(mode=0o710)
+            for sub in ("upper", "work", "rootfs"):
+                (d.path / sub).mkdir(mode=0o755)
+            self._make_init_layer(d.path / "init")
+            (d.path / "hostname").write_text(hostname + "\n")
+            (d.path / "hosts").write_text(self._hosts(hostname, ""))
+            (d.path / "resolv.conf").write_text(_host_resolv_conf())
+            cgroup = ContainerCgroup.plan(container_id, self.config.cgroup_parent)
+            write_json(
+                d.config_file,
+                {
+                    "id": container_id,
+                    "name": name,
+                    "created": now_rfc3339(),
+                    "hostname": hostname,
+                    "image": spec.image,
+                    "image_id": image.id,
+                    "lower_dirs": [str(p) for p in image.lower_dirs()],
+                    "spec": spec.to_json(),
+                    "process": asdict(process),
+                    "cgroup": cgroup.to_json(),
+                },
+            )
+            d.save_state(State())
+        return container_id
+
+    @staticmethod
+    def _make_init_layer(path: Path) -> None:
+        """Mount points every container needs, kept out of the container's own changes."""
+        for sub in INIT_LAYER_DIRS:
+            (path / sub).mkdir(parents=True, mode=0o755)
+        for name in INIT_LAYER_FILES:
+            (path / name).touch(mode=0o644)
+
+    @staticmethod
+    def _hosts(hostname: str, ip: str) -> str:
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        lines.append(f"{ip or '127.0.1.1'}\t{hostname}")
+        return "\n".join(lines) + "\n"
+
+    def _seccomp_prog(self) -> sc.SockFprog:
+        if self._seccomp is None:
+            bpf = security.default_profile_bpf(self.config.root / "cache")
+            self._seccomp = sc.make_fprog(bpf)
+        return self._seccomp[0]
+
+    def _plan(
+        self, d: ContainerDir, conf: dict[str, Any], cgroup: ContainerCgroup
+    ) -> init.InitPlan:
+        spec = ContainerSpec.from_json(conf["spec"])
+        raw = conf["process"]
+        process = ProcessPlan(tuple(raw["argv"]), tuple(raw["env"]), raw["cwd"], raw["user"])
+        lowers = ":".join([str(d.path / "init"), *conf["lower_dirs"]])
+        overlay = f"lowerdir={lowers},upperdir={d.path / 'upper'},workdir={d.path / 'work'}"
+        binds = [
+            init.BindSpec(str(d.path / name), f"/etc/{name}")
+            for name in ("hosts", "hostname", "resolv.conf")
+        ]
+        for mount in spec.mounts:
+            if mount.type == "tmpfs":
+                binds.append(init.BindSpec("tmpfs", mount.target, False, mount.tmpfs_size))
+                continue
+            source = mount.source
+            if mount.type == "volume":
+                volume = self.config.root / "volumes" / mount.source / "_data"
+                volume.mkdir(parents=True, exist_ok=True)
+                source = str(volume)
+            elif not os.path.exists(source):
+                raise ContainerError(f"bind mount source does not exist: {source}")
+            binds.append(init.BindSpec(source, mount.target, mount.readonly))
+        return init.InitPlan(
+            rootfs=str(d.path / "rootfs"),
+            overlay_options=overlay,
+            hostname=conf["hostname"],
+            new_netns=spec.network != "host",
+            binds=tuple(binds),
+            cgroup_procs=tuple(cgroup.procs_files),
+            argv=process.argv,
+            env=process.env,
+            cwd=process.cwd,
+            user=process.user,
+            last_cap=self._last_cap,
+            tty=spec.tty,
+        )
+
+    def start(self, name_or_id: str) -> None:
+        d = self.store.find(name_or_id)
+        began = time.perf_counter()
+        with d.locked():
+            if self._status(d) == "running":
+                raise ContainerError(f"container {d.config()['name']} is already running")
+            conf = d.config()
+            spec = ContainerSpec.from_json(conf["spec"])
+            cgroup = ContainerCgroup.from_json(conf["cgroup"])
+            self._cleanup(d, conf)  # a restart begins from a clean slate
+            cgroup.create(spec.limits)
+            plan = self._plan(d, conf, cgroup)
+            d.exit_file.unlink(missing_ok=True)
+            state = State()
+
+            def wire_network(pid: int) -> None:
+                if spec.network != "bridge":
+                    return
+                if self._network is None:
+                    raise ContainerError("the bridge network is not available in this engine")
+                state.network = self._network.attach(d.id, f"/proc/{pid}/ns/net", spec.ports)
+                (d.path / "hosts").write_text(self._hosts(conf["hostname"], state.network["ip"]))
+
+            settings = shim.ShimSettings(
+                log_path=str(d.log_file),
+                exit_path=str(d.exit_file),
+                oom_source=cgroup.oom_source(),
+                oom_before=cgroup.oom_kills(),
+                reexec_after=REEXEC_SHIM_AFTER,
+                exit_command=self._exit_command(d.id) if self.cleanup_on_exit else (),
+            )
+            try:
+                launched = shim.launch(plan, self._seccomp_prog(), settings, wire_network)
+            except ContainerError as exc:
+                metrics.CONTAINER_START_ERRORS.inc()
+                state.error = str(exc)
+                d.save_state(state)
+                self._cleanup(d, conf)
+                raise
+            state.status = "running"
+            state.pid, state.shim_pid = launched.pid, launched.shim_pid
+            state.pid_start = proc_start_time(launched.pid)
+            state.shim_start = proc_start_time(launched.shim_pid)
+            state.started_at = now_rfc3339()
+            d.save_state(state)
+        metrics.CONTAINER_STARTS.inc()
+        metrics.CONTAINER_START_SECONDS.observe(time.perf_counter() - began)
+
+    def _exit_command(self, container_id: str) -> tuple[str, ...]:
+        return (
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "--root",
+            str(self.config.root),
+            "cleanup",
+            container_id,
+        )
+
+    def run(self, spec: ContainerSpec, image: Image) -> str:
+        container_id = self.create(spec, image)
+        try:
+            self.start(container_id)
+        except ContainerError:
+            if spec.auto_remove:
+                self.remove(container_id, force=True)
+            raise
+        return container_id
+
+    def wait(self, name_or_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the container ends; return its exit record."""
+        d = self.store.find(name_or_id)
+        state = d.state()
+        if (record := d.exit()) is not None:
+            return record
+        if state.status != "running":
+            raise ContainerError(f"container {d.config()['name']} is not running")
+        if alive(state.shim_pid, state.shim_start):
+            try:
+                pidfd = os.pidfd_open(state.shim_pid)
+            except ProcessLookupError:
+                pidfd = -1
+            if pidfd >= 0:
+                try:
+                    if not select.select([pidfd], [], [], timeout)[0]:
+                        raise TimeoutError(f"container {d.id[:12]} still running after {timeout}s")
+                finally:
+                    os.close(pidfd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(state.shim_pid, os.WNOHANG)
+        record = d.exit()
+        if record is None:
+            if alive(state.pid, state.pid_start):
+                raise ContainerError(f"container {d.id[:12]} lost its shim while still running")
+            record = {
+                "exit_code": 255,
+                "signal": 0,
+                "oom_killed": False,
+                "finished_at": now_rfc3339(),
+                "error": "the shim died",
+            }
+            write_json(d.exit_file, record)
+        metrics.CONTAINER_EXITS.labels("oom" if record.get("oom_killed") else "exit").inc()
+        if not self.cleanup_on_exit:
+            self.cleanup(d.id)
+        return record
+
+    def kill(self, name_or_id: str, sig: int = signal.SIGKILL) -> None:
+        d = self.store.find(name_or_id)
+        state = d.state()
+        if self._status(d) != "running":
+            raise ContainerError(f"container {d.config()['name']} is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.pid, sig)
+
+    def stop(self, name_or_id: str, timeout: float | None = None) -> dict[str, Any] | None:
+        """Stop signal, a grace period, then SIGKILL; the exit record (None if not running)."""
+        d = self.store.find(name_or_id)
+        if self._status(d) != "running":
+            return d.exit()
+        spec = ContainerSpec.from_json(d.config()["spec"])
+        grace = spec.stop_timeout if timeout is None else timeout
+        sig = (
+            signal.Signals[spec.stop_signal]
+            if spec.stop_signal.startswith("SIG")
+            else int(spec.stop_signal)
+        )
+        self.kill(d.id, sig)
+        try:
+            return self.wait(d.id, timeout=grace)
+        except TimeoutError:
+            ContainerCgroup.from_json(d.config()["cgroup"]).kill_all()
+            return self.wait(d.id, timeout=10)
+
+    def remove(self, name_or_id: str, force: bool = False) -> None:
+        d = self.store.find(name_or_id)
+        if self._status(d) == "running":
+            if not force:
+                name = d.config()["name"]
+                raise ContainerError(f"cannot remove running container {name}: stop it or force")
+            self.kill(d.id)
+            with contextlib.suppress(TimeoutError):
+                self.wait(d.id, timeout=10)
+        with d.locked():
+            self._cleanup(d, d.config())
+            shutil.rmtree(d.path)
+
+    def cleanup(self, name_or_id: str) -> None:
+        """Release what an ended container held (network, cgroup); keep its record and files."""
+        d = self.store.find(name_or_id)
+        with d.locked():
+            if self._status(d) != "running":
+                self._cleanup(d, d.config())
+            spec = ContainerSpec.from_json(d.config()["spec"])
+        if spec.auto_remove and self._status(d) != "running":
+            with contextlib.suppress(ContainerError):
+                self.remove(d.id)
+
+    def _cleanup(self, d: ContainerDir, conf: dict[str, Any]) -> None:
+        if self._network is not None and conf["spec"]["network"] == "bridge":
+            self._network.detach(d.id)
+        ContainerCgroup.from_json(conf["cgroup"]).remove()
+
+    # -- queries -------------------------------------------------------------------------
+
+    def _status(self, d: ContainerDir) -> str:
+        state = d.state()
+        if d.exit_file.exists():
+            return "exited"
+        if state.status == "running":
+            return "running" if alive(state.pid, state.pid_start) else "exited"
+        return "created"
+
+    def status(self, name_or_id: str) -> str:
+        return self._status(self.store.find(name_or_id))
+
+    def inspect(self, name_or_id: str) -> dict[str, Any]:
+        d = self.store.find(name_or_id)
+        conf, state, record = d.config(), d.state(), d.exit() or {}
+        status = self._status(d)
+        spec = conf["spec"]
+        return {
+            "Id": d.id,
+            "Name": conf["name"],
+            "Created": conf["created"],
+            "Image": conf["image_id"],
+            "State": {
+                "Status": status,
+                "Running": status == "running",
+                "Pid": state.pid if status == "running" else 0,
+                "ExitCode": record.get("exit_code", 0),
+                "OOMKilled": bool(record.get("oom_killed")),
+                "Error": state.error or record.get("error", ""),
+                "StartedAt": state.started_at,
+                "FinishedAt": record.get("finished_at", ""),
+            },
+            "Config": {
+                "Image": conf["image"],
+                "Hostname": conf["hostname"],
+                "Cmd": conf["process"]["argv"],
+                "Env": conf["process"]["env"],
+                "WorkingDir": conf["process"]["cwd"],
+                "User": conf["process"]["user"],
+                "Labels": spec["labels"],
+                "Tty": spec["tty"],
+            },
+            "HostConfig": {
+                "Memory": spec["limits"]["memory_bytes"],
+                "NanoCpus": spec["limits"]["nano_cpus"],
+                "PidsLimit": spec["limits"]["pids"],
+                "NetworkMode": spec["network"],
+                "PortBindings": spec["ports"],
+                "AutoRemove": spec["auto_remove"],
+                "CgroupPaths": conf["cgroup"],
+            },
+            "Mounts": spec["mounts"],
+            "NetworkSettings": state.network,
+            "LogPath": str(d.log_file),
+            "GraphDriver": {"UpperDir": str(d.path / "upper"), "LowerDir": conf["lower_dirs"]},
+        }
+
+    def list(self, all: bool = False) -> list[dict[str, Any]]:
+        out = []
+        for d in self.store.all():
+            try:
+                info = self.inspect(d.id)
+            except (FileNotFoundError, ContainerError):
+                continue  # removed meanwhile
+            if all or info["State"]["Running"]:
+                out.append(info)
+        return out
+
+    def usage(self, name_or_id: str) -> dict[str, Any]:
+        d = self.store.find(name_or_id)
+        return asdict(ContainerCgroup.from_json(d.config()["cgroup"]).usage())
+
+    def limits(self, name_or_id: str) -> Limits:
+        return ContainerSpec.from_json(self.store.find(name_or_id).config()["spec"]).limits

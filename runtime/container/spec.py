@@ -1,0 +1,138 @@
+"""What a user asks of a container, validated, and what the engine resolves it to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from runtime.container.cgroups import Limits
+from runtime.errors import ContainerError
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+ENV_RE = re.compile(r"^[^=\s]+=")
+NETWORK_MODES = ("bridge", "host", "none")
+MOUNT_TYPES = ("bind", "volume", "tmpfs")
+
+
+@dataclass(frozen=True)
+class Mount:
+    type: str  # bind | volume | tmpfs
+    target: str
+    source: str = ""  # host path (bind) or volume name (volume)
+    readonly: bool = False
+    tmpfs_size: int = 0  # bytes, 0 = kernel default
+
+    def validate(self) -> None:
+        if self.type not in MOUNT_TYPES:
+            raise ContainerError(
+                f"mount type must be one of {', '.join(MOUNT_TYPES)}, not {self.type!r}"
+            )
+        if not self.target.startswith("/") or ".." in self.target.split("/"):
+            raise ContainerError(
+                f"mount target must be an absolute path without '..': {self.target!r}"
+            )
+        if self.type == "bind" and not self.source.startswith("/"):
+            raise ContainerError(
+                f"bind mount source must be an absolute host path: {self.source!r}"
+            )
+        if self.type == "volume" and not NAME_RE.match(self.source):
+            raise ContainerError(f"invalid volume name {self.source!r}")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    image: str
+    name: str = ""
+    command: tuple[str, ...] = ()  # overrides the image's Cmd
+    entrypoint: tuple[str, ...] | None = None  # overrides the image's Entrypoint when set
+    env: tuple[str, ...] = ()
+    workdir: str = ""
+    user: str = ""
+    hostname: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    network: str = "bridge"
+    ports: tuple[str, ...] = ()  # "[ip:]host:container[/proto]"
+    tty: bool = False
+    stdin_open: bool = False
+    stop_signal: str = "SIGTERM"
+    stop_timeout: float = 10.0
+    auto_remove: bool = False
+
+    def validate(self) -> None:
+        if self.name and not NAME_RE.match(self.name):
+            raise ContainerError(
+                f"invalid container name {self.name!r}: use letters, digits, '_', '.', '-'"
+            )
+        for item in self.env:
+            if not ENV_RE.match(item):
+                raise ContainerError(f"invalid environment variable {item!r}: expected NAME=value")
+        if self.workdir and not self.workdir.startswith("/"):
+            raise ContainerError(f"working directory must be absolute: {self.workdir!r}")
+        if self.network not in NETWORK_MODES:
+            raise ContainerError(
+                f"network must be one of {', '.join(NETWORK_MODES)}, not {self.network!r}"
+            )
+        if self.ports and self.network != "bridge":
+            raise ContainerError("published ports need the bridge network")
+        if self.limits.memory_bytes < 0 or self.limits.nano_cpus < 0 or self.limits.pids < 0:
+            raise ContainerError("limits cannot be negative")
+        if 0 < self.limits.memory_bytes < 6 * 1024 * 1024:
+            raise ContainerError("the minimum memory limit is 6 MiB")
+        if self.stop_timeout < 0:
+            raise ContainerError("stop timeout cannot be negative")
+        for mount in self.mounts:
+            mount.validate()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerSpec:
+        data = dict(data)
+        data["command"] = tuple(data["command"])
+        data["entrypoint"] = tuple(data["entrypoint"]) if data["entrypoint"] is not None else None
+        data["env"] = tuple(data["env"])
+        data["mounts"] = tuple(Mount(**m) for m in data["mounts"])
+        data["limits"] = Limits(**data["limits"])
+        data["ports"] = tuple(data["ports"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    """The process the container runs, resolved from the image config and the spec."""
+
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    user: str
+
+
+def resolve_process(
+    spec: ContainerSpec, image_config: dict[str, Any], hostname: str
+) -> ProcessPlan:
+    """Docker's rules: entrypoint + cmd, spec env over image env, HOSTNAME and PATH set."""
+    conf = image_config.get("config") or {}
+    entrypoint = list(
+        spec.entrypoint if spec.entrypoint is not None else conf.get("Entrypoint") or []
+    )
+    if spec.entrypoint is not None:
+        cmd = list(spec.command)
+    else:
+        cmd = list(spec.command or conf.get("Cmd") or [])
+    argv = tuple(entrypoint + cmd)
+    if not argv:
+        raise ContainerError("no command: the image has no Cmd or Entrypoint and none was given")
+    env: dict[str, str] = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    for item in [*(conf.get("Env") or []), f"HOSTNAME={hostname}", *spec.env]:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return ProcessPlan(
+        argv=argv,
+        env=tuple(f"{k}={v}" for k, v in env.items()),
+        cwd=spec.workdir or conf.get("WorkingDir") or "/",
+        user=spec.user or conf.get("User") or "",
+    )
