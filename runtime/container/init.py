@@ -233,6 +233,7 @@ def run(plan: InitPlan, fds: InitFds, seccomp: sc.SockFprog | None) -> NoReturn:
         if plan.new_netns:
             stage = "loopback"
             _lo_up()
+        stage = "stdio"
         os.setsid()
         for target, source in ((0, fds.stdin), (1, fds.stdout), (2, fds.stderr)):
             os.dup2(source, target)

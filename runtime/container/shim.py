@@ -115,7 +115,7 @@ def launch(
     if plan.tty:
         master, slave = os.openpty()
         streams = {master: "stdout"}
-        child_fds = init.InitFds(stdin, slave, slave, ready_w, go_r, error_w)
+        child_fds = init.InitFds(slave, slave, slave, ready_w, go_r, error_w)
         child_stdio: tuple[int, ...] = (stdin, slave)
     else:
         out_r, out_w = os.pipe()
