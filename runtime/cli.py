@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from runtime.commands import containers
 from runtime.config import DEFAULT_ROOT, EngineConfig, env_list
+from runtime.errors import RuntimeEngineError
 
 # Commands not built yet (issue 3); each says so and fails.
 PLANNED = {
@@ -18,20 +21,23 @@ PLANNED = {
     "rmi": "Remove images.",
     "history": "Show an image's layers and how they were made.",
     "inspect": "Show an image or container as JSON.",
-    "run": "Create and start a container.",
-    "ps": "List containers.",
-    "logs": "Show a container's output.",
-    "exec": "Run a command in a running container.",
-    "stop": "Stop containers (SIGTERM, grace period, SIGKILL).",
-    "kill": "Send a signal to containers.",
-    "rm": "Remove containers.",
     "diff": "Show a container's filesystem changes.",
     "commit": "Make an image from a container's changes.",
-    "stats": "Show containers' CPU and memory use.",
 }
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Errors a user can cause end as one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RuntimeEngineError as exc:
+            click.echo(f"shoal: error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--root",
     type=click.Path(path_type=Path),
@@ -65,3 +71,7 @@ def _planned(name: str, summary: str) -> None:
 
 for _name, _summary in PLANNED.items():
     _planned(_name, _summary)
+containers.register(main)
+
+if __name__ == "__main__":
+    main()

@@ -14,9 +14,10 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 
 from runtime import metrics
 from runtime.config import EngineConfig
+from runtime.container import exec as container_exec
 from runtime.container import init, names, security, shim
 from runtime.container import syscalls as sc
 from runtime.container.cgroups import ContainerCgroup, Limits
@@ -202,8 +204,11 @@ class Engine:
             tty=spec.tty,
         )
 
-    def start(self, name_or_id: str) -> None:
+    def start(self, name_or_id: str, attach: bool = False) -> socket.socket | None:
+        """Start the container. With `attach` (tty containers), also return a connection to
+        its terminal, made before the process runs so no output is missed."""
         d = self.store.find(name_or_id)
+        attached: socket.socket | None = None
         began = time.perf_counter()
         with d.locked():
             if self._status(d) == "running":
@@ -217,7 +222,13 @@ class Engine:
             d.exit_file.unlink(missing_ok=True)
             state = State()
 
-            def wire_network(pid: int) -> None:
+            if attach and not spec.tty:
+                raise ContainerError("only a container with a terminal (-t) can be attached")
+
+            def before_exec(pid: int) -> None:
+                nonlocal attached
+                if attach:
+                    attached = shim.attach_connect(str(d.path))
                 if spec.network != "bridge":
                     return
                 if self._network is None:
@@ -232,10 +243,13 @@ class Engine:
                 oom_before=cgroup.oom_kills(),
                 reexec_after=REEXEC_SHIM_AFTER,
                 exit_command=self._exit_command(d.id) if self.cleanup_on_exit else (),
+                attach_dir=str(d.path) if spec.tty else "",
             )
             try:
-                launched = shim.launch(plan, self._seccomp_prog(), settings, wire_network)
+                launched = shim.launch(plan, self._seccomp_prog(), settings, before_exec)
             except ContainerError as exc:
+                if attached is not None:
+                    attached.close()
                 metrics.CONTAINER_START_ERRORS.inc()
                 state.error = str(exc)
                 d.save_state(state)
@@ -249,6 +263,7 @@ class Engine:
             d.save_state(state)
         metrics.CONTAINER_STARTS.inc()
         metrics.CONTAINER_START_SECONDS.observe(time.perf_counter() - began)
+        return attached
 
     def _exit_command(self, container_id: str) -> tuple[str, ...]:
         return (
@@ -308,6 +323,58 @@ class Engine:
         if not self.cleanup_on_exit:
             self.cleanup(d.id)
         return record
+
+    def watch(self, name_or_id: str) -> Callable[[float], bool]:
+        """A function that waits up to `timeout` seconds and says whether the container's
+        shim (its log writer and exit recorder) still runs."""
+        d = self.store.find(name_or_id)
+        state = d.state()
+        pidfd = -1
+        if state.status == "running" and alive(state.shim_pid, state.shim_start):
+            with contextlib.suppress(ProcessLookupError):
+                pidfd = os.pidfd_open(state.shim_pid)
+
+        def still_running(timeout: float) -> bool:
+            nonlocal pidfd
+            if pidfd < 0:
+                return False
+            if select.select([pidfd], [], [], timeout)[0]:
+                os.close(pidfd)
+                pidfd = -1
+                return False
+            return True
+
+        return still_running
+
+    def exec(
+        self,
+        name_or_id: str,
+        argv: Sequence[str],
+        stdio: Sequence[int] = (0, 1, 2),
+        env: Sequence[str] = (),
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> int:
+        """Start `argv` inside the running container; return its pid (see exec.wait)."""
+        d = self.store.find(name_or_id)
+        if self._status(d) != "running":
+            raise ContainerError(f"container {d.config()['name']} is not running")
+        conf, state = d.config(), d.state()
+        process = conf["process"]
+        merged = dict(e.split("=", 1) for e in process["env"])
+        for item in env:
+            key, _, value = item.partition("=")
+            merged[key] = value
+        plan = container_exec.ExecPlan(
+            pid=state.pid,
+            argv=tuple(argv),
+            env=tuple(f"{k}={v}" for k, v in merged.items()),
+            cwd=workdir or process["cwd"],
+            user=process["user"] if user is None else user,
+            cgroup_procs=tuple(ContainerCgroup.from_json(conf["cgroup"]).procs_files),
+            last_cap=self._last_cap,
+        )
+        return container_exec.start(plan, stdio, self._seccomp_prog())
 
     def kill(self, name_or_id: str, sig: int = signal.SIGKILL) -> None:
         d = self.store.find(name_or_id)

@@ -198,14 +198,15 @@ def _lookup_user(user: str) -> tuple[int, int, list[int]]:
     return uid, gid, extra
 
 
-def _drop_privileges(plan: InitPlan, seccomp: sc.SockFprog | None) -> None:
-    for cap in range(plan.last_cap + 1):
+def drop_privileges(user: str, last_cap: int, seccomp: sc.SockFprog | None) -> None:
+    """Docker's default capabilities, the user's ids, no_new_privs, then seccomp (last)."""
+    for cap in range(last_cap + 1):
         if not DEFAULT_CAP_MASK & (1 << cap):
             sc.prctl(sc.PR_CAPBSET_DROP, cap)
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     sc.capset(DEFAULT_CAP_MASK, DEFAULT_CAP_MASK, DEFAULT_CAP_MASK)
-    if plan.user:
-        uid, gid, extra = _lookup_user(plan.user)
+    if user:
+        uid, gid, extra = _lookup_user(user)
         os.setgroups(extra)
         os.setgid(gid)
         os.setuid(uid)  # a non-root uid loses every capability here
@@ -250,7 +251,7 @@ def run(plan: InitPlan, fds: InitFds, seccomp: sc.SockFprog | None) -> NoReturn:
         _mkdirs(plan.cwd)
         os.chdir(plan.cwd)
         stage = "security"
-        _drop_privileges(plan, seccomp)
+        drop_privileges(plan.user, plan.last_cap, seccomp)
         os.closerange(3, fds.error_w)
         os.closerange(fds.error_w + 1, 65536)
         stage = "exec"

@@ -5,7 +5,7 @@ session leader and child subreaper, unshares the pid namespace and forks the con
 init, then serves the container's output and exit status (shim_loop) on its own, so the
 container outlives whoever started it. Pipes carry the handshake:
 
-    init --ready--> engine   namespaces exist: wire the network namespace now
+    init --ready--> engine   namespaces exist: wire the network (and attach) now
     engine --go--> init      network ready: finish and exec
     init --error--> engine   EOF alone (CLOEXEC on exec) means the process runs
 """
@@ -16,6 +16,7 @@ import contextlib
 import gc
 import os
 import select
+import socket
 import sys
 import time
 import traceback
@@ -38,12 +39,48 @@ class ShimSettings:
     oom_before: int
     reexec_after: float  # seconds; 0 = never leave the forked copy of the engine
     exit_command: tuple[str, ...]  # run (detached) after the exit is recorded
+    attach_dir: str = ""  # tty containers: where the shim listens for `attach` clients
 
 
 @dataclass(frozen=True)
 class Launched:
     pid: int  # the container's init, as seen from the engine's pid namespace
     shim_pid: int
+
+
+def attach_path(directory: str) -> str:
+    """The attach socket's address, short whatever the length of `directory` (sun_path is
+    limited to 108 bytes): the caller holds `directory` open as fd and names it by fd."""
+    return os.path.join(directory, "attach.sock")
+
+
+def _bind_short(sock: socket.socket, path: str, connect: bool) -> None:
+    dirfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        short = f"/proc/self/fd/{dirfd}/{os.path.basename(path)}"
+        if connect:
+            sock.connect(short)
+        else:
+            sock.bind(short)
+    finally:
+        os.close(dirfd)
+
+
+def attach_listener(directory: str) -> socket.socket:
+    path = attach_path(directory)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    _bind_short(sock, path, connect=False)
+    os.chmod(path, 0o600)
+    sock.listen(8)
+    return sock
+
+
+def attach_connect(directory: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    _bind_short(sock, attach_path(directory), connect=True)
+    return sock
 
 
 def _read_until_eof(fd: int, deadline: float, what: str) -> bytes:
@@ -72,6 +109,7 @@ def _run_shim(
     seccomp: sc.SockFprog | None,
     settings: ShimSettings,
     engine_ends: tuple[int, ...],
+    attach_fd: int | None,
 ) -> None:
     """The shim's life, in the forked child. Never returns to the engine's code."""
     gc.disable()  # a collection would touch (and so copy) every page shared with the engine
@@ -81,7 +119,7 @@ def _run_shim(
     sc.unshare(sc.CLONE_NEWPID)
     pid = os.fork()
     if pid == 0:
-        _close(pid_w, *streams)
+        _close(pid_w, *streams, *([attach_fd] if attach_fd is not None else []))
         init.run(plan, fds, seccomp)
     _close(fds.stdin, fds.stdout, fds.stderr, fds.ready_w, fds.go_r, fds.error_w)
     os.write(pid_w, str(pid).encode())
@@ -96,6 +134,7 @@ def _run_shim(
         "reexec_after": settings.reexec_after,
         "exit_command": list(settings.exit_command),
         "python": sys.executable,
+        "attach_fd": attach_fd,
     }
     shim_loop.serve(args)
 
@@ -104,7 +143,7 @@ def launch(
     plan: init.InitPlan,
     seccomp: sc.SockFprog | None,
     settings: ShimSettings,
-    wire_network: Callable[[int], None],
+    before_exec: Callable[[int], None],
 ) -> Launched:
     """Start the container; return once its process runs (or raise why it could not)."""
     ready_r, ready_w = os.pipe()
@@ -123,16 +162,20 @@ def launch(
         streams = {out_r: "stdout", err_r: "stderr"}
         child_fds = init.InitFds(stdin, out_w, err_w, ready_w, go_r, error_w)
         child_stdio = (stdin, out_w, err_w)
+    listener = attach_listener(settings.attach_dir) if plan.tty and settings.attach_dir else None
     engine_ends = (ready_r, go_w, error_r, pid_r)
     shim_pid = os.fork()
     if shim_pid == 0:
         try:
-            _run_shim(plan, child_fds, streams, pid_w, seccomp, settings, engine_ends)
+            attach_fd = listener.detach() if listener is not None else None
+            _run_shim(plan, child_fds, streams, pid_w, seccomp, settings, engine_ends, attach_fd)
         except BaseException:
             traceback.print_exc()
             os._exit(1)
         os._exit(0)
     _close(ready_w, go_r, error_w, pid_w, *child_stdio, *streams)
+    if listener is not None:
+        listener.close()
     deadline = time.monotonic() + HANDSHAKE_TIMEOUT
     try:
         raw_pid = _read_until_eof(pid_r, deadline, "the shim")
@@ -144,7 +187,7 @@ def launch(
         if ready != b"1":
             error = _read_until_eof(error_r, deadline, "the container's error report")
             raise ContainerError(error.decode(errors="replace") or "the container failed to start")
-        wire_network(pid)
+        before_exec(pid)
         os.write(go_w, b"1")
         _close(go_w)
         error = _read_until_eof(error_r, deadline, "the container to start")

@@ -9,11 +9,16 @@ Log lines are JSON: {"log": text, "stream": "stdout"|"stderr", "time": RFC 3339 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import select
 import signal
+import socket
+import struct
 import sys
+import termios
 import time
 from typing import Any
 
@@ -85,6 +90,64 @@ def _reap_orphans() -> None:
             return
 
 
+class Terminal:
+    """Clients attached to a tty container over a unix socket: they get its output and send
+    input frames: b"d" + length (4 bytes) + data, or b"r" + rows + cols (2 bytes each)."""
+
+    def __init__(self, master: int, listener: int, clients: list[int]) -> None:
+        self.master = master
+        self.listener = listener
+        self._listening = socket.socket(fileno=listener)
+        self.clients = {fd: b"" for fd in clients}
+
+    def accept(self) -> int:
+        conn, _ = self._listening.accept()
+        fd = conn.detach()
+        self.clients[fd] = b""
+        return fd
+
+    def broadcast(self, data: bytes) -> None:
+        for fd in list(self.clients):
+            try:
+                os.write(fd, data)
+            except OSError:
+                self.drop(fd)
+
+    def receive(self, fd: int) -> bool:
+        """Handle input from client `fd`; False once it has gone."""
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(fd)
+            return False
+        buf = self.clients[fd] + data
+        while buf:
+            if buf[:1] == b"d" and len(buf) >= 5:
+                size = int.from_bytes(buf[1:5], "big")
+                if len(buf) < 5 + size:
+                    break
+                os.write(self.master, buf[5 : 5 + size])
+                buf = buf[5 + size :]
+            elif buf[:1] == b"r" and len(buf) >= 5:
+                rows, cols = int.from_bytes(buf[1:3], "big"), int.from_bytes(buf[3:5], "big")
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                buf = buf[5:]
+            elif buf[:1] in (b"d", b"r"):
+                break
+            else:  # a client that does not speak the protocol
+                self.drop(fd)
+                return False
+        self.clients[fd] = buf
+        return True
+
+    def drop(self, fd: int) -> None:
+        self.clients.pop(fd, None)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def serve(args: dict[str, Any]) -> None:
     """Pump output until the container exits, then record how it ended."""
     pid: int = args["pid"]
@@ -95,22 +158,41 @@ def serve(args: dict[str, Any]) -> None:
     for fd in streams:
         poller.register(fd, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
+    terminal = None
+    if args.get("attach_fd") is not None:
+        master = next(iter(streams))
+        terminal = Terminal(master, args["attach_fd"], args.get("clients", []))
+        poller.register(terminal.listener, select.POLLIN)
+        for fd in terminal.clients:
+            poller.register(fd, select.POLLIN)
     reexec_at = time.monotonic() + args["reexec_after"] if args.get("reexec_after") else None
     status: int | None = None
     while status is None:
         timeout = None if reexec_at is None else max(0, int((reexec_at - time.monotonic()) * 1000))
-        for fd, _event in poller.poll(timeout):
+        events = poller.poll(timeout)
+        if terminal is not None:  # accept first: a client attached before the start sees all
+            events.sort(key=lambda event: event[0] != terminal.listener)
+        for fd, _event in events:
             if fd == pidfd:
                 _, status = os.waitpid(pid, 0)
                 poller.unregister(pidfd)
                 os.close(pidfd)
                 break
+            if terminal is not None and fd == terminal.listener:
+                poller.register(terminal.accept(), select.POLLIN)
+                continue
+            if terminal is not None and fd in terminal.clients:
+                if not terminal.receive(fd):
+                    poller.unregister(fd)
+                continue
             try:
                 data = os.read(fd, 65536)
             except OSError:  # a pty reports EIO once the other side is gone
                 data = b""
             if data:
                 log.write(streams[fd], data)
+                if terminal is not None:
+                    terminal.broadcast(data)
             else:
                 poller.unregister(fd)
                 os.close(fd)
@@ -122,18 +204,30 @@ def serve(args: dict[str, Any]) -> None:
             for fd in streams:
                 os.set_inheritable(fd, True)
             args = {**args, "streams": {str(fd): n for fd, n in streams.items()}, "reexec_after": 0}
+            if terminal is not None:
+                for fd in (terminal.listener, *terminal.clients):
+                    os.set_inheritable(fd, True)
+                args["clients"] = list(terminal.clients)
             python = args["python"]
             os.execv(python, [python, "-I", "-S", os.path.abspath(__file__), json.dumps(args)])
     finished = time.time_ns()
     deadline = time.monotonic() + DRAIN_SECONDS
     while streams and time.monotonic() < deadline:
         for fd, _event in poller.poll(100):
+            if fd not in streams:
+                with contextlib.suppress(KeyError):
+                    poller.unregister(fd)
+                continue
             try:
                 data = os.read(fd, 65536)
             except OSError:
                 data = b""
+            if fd not in streams:
+                continue  # a client or the listener: nothing more to do for them
             if data:
                 log.write(streams[fd], data)
+                if terminal is not None:
+                    terminal.broadcast(data)
             else:
                 poller.unregister(fd)
                 os.close(fd)
@@ -149,6 +243,9 @@ def serve(args: dict[str, Any]) -> None:
         "finished_at": timestamp(finished),
     }
     _write_exit(args["exit_path"], record)
+    if terminal is not None:  # attached clients see EOF only once the exit is on record
+        for fd in list(terminal.clients):
+            terminal.drop(fd)
     if args.get("exit_command"):
         _spawn_detached(args["exit_command"])
 

@@ -1,0 +1,131 @@
+"""Terminals for `shoal run -it` and `shoal exec -it`: raw mode here, a pty there.
+
+`run -it` talks to the container's shim over its attach socket (input and resize frames in,
+output out); `exec -it` owns the pty of the process it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import termios
+import tty
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+
+from runtime.container import exec as container_exec
+from runtime.container.engine import Engine
+
+
+def _window() -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(sys.stdin.fileno())
+    except OSError:
+        return 24, 80
+    return size.lines, size.columns
+
+
+@contextlib.contextmanager
+def _raw_terminal(on_resize: Callable[[], None]) -> Iterator[None]:
+    """Our terminal in raw mode (keys go to the container as typed), restored after."""
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd) if os.isatty(fd) else None
+    previous = signal.getsignal(signal.SIGWINCH)
+
+    def resized(_signum: int, _frame: FrameType | None) -> None:
+        on_resize()
+
+    signal.signal(signal.SIGWINCH, resized)
+    if saved is not None:
+        tty.setraw(fd)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, previous)
+
+
+def _resize_frame() -> bytes:
+    rows, cols = _window()
+    return b"r" + rows.to_bytes(2, "big") + cols.to_bytes(2, "big")
+
+
+def attach(engine: Engine, container_id: str, conn: socket.socket) -> int:
+    """Relay our terminal to the container's until it ends; return its exit code."""
+    conn.sendall(_resize_frame())
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    with conn, _raw_terminal(lambda: conn.sendall(_resize_frame())):
+        reading_stdin = True
+        while True:
+            watched = [conn, stdin] if reading_stdin else [conn]
+            try:
+                ready = select.select(watched, [], [])[0]
+            except InterruptedError:
+                continue
+            if conn in ready:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                os.write(stdout, data)
+            if stdin in ready:
+                data = os.read(stdin, 65536)
+                if not data:
+                    reading_stdin = False
+                    continue
+                conn.sendall(b"d" + len(data).to_bytes(4, "big") + data)
+    return int(engine.wait(container_id)["exit_code"])
+
+
+def exec_with_tty(
+    engine: Engine,
+    container: str,
+    command: Sequence[str],
+    env: Sequence[str],
+    user: str | None,
+    workdir: str | None,
+    interactive: bool,
+) -> int:
+    """`exec -t`: the new process gets a pty whose other end we relay to our terminal."""
+    master, slave = os.openpty()
+
+    def resize() -> None:
+        rows, cols = _window()
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    resize()
+    pid = engine.exec(
+        container, command, (slave, slave, slave), (*env, "TERM=xterm"), user, workdir
+    )
+    os.close(slave)
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    with _raw_terminal(resize):
+        reading_stdin = interactive
+        while True:
+            watched = [master, stdin] if reading_stdin else [master]
+            try:
+                ready = select.select(watched, [], [])[0]
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the process and its children closed the terminal
+                    data = b""
+                if not data:
+                    break
+                os.write(stdout, data)
+            if stdin in ready:
+                data = os.read(stdin, 65536)
+                if not data:
+                    reading_stdin = False
+                    continue
+                os.write(master, data)
+    os.close(master)
+    return container_exec.wait(pid)

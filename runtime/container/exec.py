@@ -1,0 +1,113 @@
+"""`shoal exec`: run another process inside a running container's namespaces and cgroup.
+
+The caller forks; the child joins the container's cgroup and namespaces (the mount namespace
+last: it also moves root and cwd into the container), forks again so the new process lands
+in the container's pid namespace, and that grandchild drops privileges like the container's
+own process and execs. The middle process relays the exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from runtime.container import init
+from runtime.container import syscalls as sc
+from runtime.errors import ContainerError
+
+NAMESPACES = (  # order matters: mnt last (it changes how paths resolve)
+    ("ipc", sc.CLONE_NEWIPC),
+    ("uts", sc.CLONE_NEWUTS),
+    ("net", sc.CLONE_NEWNET),
+    ("pid", sc.CLONE_NEWPID),
+    ("cgroup", sc.CLONE_NEWCGROUP),
+    ("mnt", sc.CLONE_NEWNS),
+)
+
+
+@dataclass(frozen=True)
+class ExecPlan:
+    pid: int  # the container's init, in the caller's pid namespace
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    user: str
+    cgroup_procs: tuple[str, ...]
+    last_cap: int
+
+
+def _child(
+    plan: ExecPlan, stdio: tuple[int, int, int], error_w: int, seccomp: sc.SockFprog | None
+) -> NoReturn:
+    stage = "join cgroup"
+    try:
+        for procs in plan.cgroup_procs:
+            fd = os.open(procs, os.O_WRONLY)
+            os.write(fd, b"0")
+            os.close(fd)
+        stage = "enter namespaces"
+        fds = [
+            (os.open(f"/proc/{plan.pid}/ns/{name}", os.O_RDONLY), kind) for name, kind in NAMESPACES
+        ]
+        for fd, kind in fds:
+            sc.setns(fd, kind)
+            os.close(fd)
+        for target, source in zip((0, 1, 2), stdio, strict=True):
+            if source != target:
+                os.dup2(source, target)
+        pid = os.fork()
+        if pid:
+            os.close(error_w)
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+        stage = "working directory"
+        os.chdir(plan.cwd)
+        stage = "security"
+        init.drop_privileges(plan.user, plan.last_cap, seccomp)
+        stage = "exec"
+        os.closerange(3, error_w)
+        os.closerange(error_w + 1, 65536)
+        os.execvpe(plan.argv[0], list(plan.argv), dict(e.split("=", 1) for e in plan.env))
+    except BaseException as exc:
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        message = f"exec {plan.argv[0]}: {text}" if stage == "exec" else f"{stage}: {text}"
+        with contextlib.suppress(OSError):
+            os.write(error_w, message.encode()[:4000])
+        os._exit(127 if stage == "exec" and isinstance(exc, FileNotFoundError) else 126)
+    os._exit(126)
+
+
+def start(plan: ExecPlan, stdio: Sequence[int], seccomp: sc.SockFprog | None) -> int:
+    """Start the process; return the pid to wait for (its exit status is the command's)."""
+    error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(error_r)
+        _child(plan, (stdio[0], stdio[1], stdio[2]), error_w, seccomp)
+    os.close(error_w)
+    try:
+        chunks = []
+        while select.select([error_r], [], [], 30)[0]:
+            data = os.read(error_r, 4096)
+            if not data:
+                break
+            chunks.append(data)
+        else:
+            raise ContainerError("exec timed out while entering the container")
+    finally:
+        os.close(error_r)
+    if chunks:
+        os.waitpid(pid, 0)
+        raise ContainerError(b"".join(chunks).decode(errors="replace"))
+    return pid
+
+
+def wait(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code

@@ -1,0 +1,94 @@
+"""Reading a container's log (JSON lines written by the shim): tail, since, follow."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from runtime.errors import ContainerError
+
+FOLLOW_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    time: str  # RFC 3339 with nanoseconds, UTC
+    stream: str  # stdout | stderr
+    data: str
+
+
+def parse_since(value: str, now: datetime | None = None) -> str:
+    """`--since` as Docker takes it: a relative duration (10s, 5m, 2h) or an RFC 3339 time;
+    returns an RFC 3339 UTC string comparable with log timestamps."""
+    now = now or datetime.now(UTC)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value and value[-1] in units and value[:-1].replace(".", "", 1).isdigit():
+        moment = now - timedelta(seconds=float(value[:-1]) * units[value[-1]])
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ContainerError(
+                f"invalid --since {value!r}: use a duration like 10m or a time like "
+                "2024-01-02T15:04:05Z"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+def _parse(line: str) -> LogRecord | None:
+    try:
+        raw = json.loads(line)
+        return LogRecord(raw["time"], raw["stream"], raw["log"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a torn last line while the shim writes: picked up on the next read
+
+
+def read(
+    path: Path,
+    tail: int | None = None,
+    since: str | None = None,
+    follow: bool = False,
+    still_running: Callable[[float], bool] = lambda _timeout: False,
+) -> Iterator[LogRecord]:
+    """Records of the log; with `follow`, keep yielding new ones until the container ends.
+
+    `still_running(timeout)` waits up to `timeout` seconds and says whether the container
+    (its shim, which writes the log) is still there; the engine's `watch` gives one."""
+    try:
+        f = open(path)  # noqa: SIM115 - held open across the follow loop
+    except FileNotFoundError:
+        return
+    with f:
+        first: deque[LogRecord] | list[LogRecord]
+        first = deque(maxlen=tail) if tail is not None else []
+        pending = ""
+        for line in f:
+            if not line.endswith("\n"):
+                pending = line
+                break
+            record = _parse(line)
+            if record and (since is None or record.time >= since):
+                first.append(record)
+        yield from first
+        while follow:
+            chunk = f.readline()
+            if chunk:
+                pending += chunk
+                if pending.endswith("\n"):
+                    record = _parse(pending)
+                    pending = ""
+                    if record and (since is None or record.time >= since):
+                        yield record
+                continue
+            if not still_running(FOLLOW_POLL_SECONDS):
+                rest = f.read()  # what the shim wrote between our last read and its exit
+                for line in (pending + rest).splitlines():
+                    if (record := _parse(line)) and (since is None or record.time >= since):
+                        yield record
+                return
