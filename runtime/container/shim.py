@@ -16,13 +16,13 @@ import contextlib
 import gc
 import os
 import select
+import signal
 import socket
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from runtime.container import init, shim_loop
 from runtime.container import syscalls as sc
@@ -113,6 +113,8 @@ def _run_shim(
 ) -> None:
     """The shim's life, in the forked child. Never returns to the engine's code."""
     gc.disable()  # a collection would touch (and so copy) every page shared with the engine
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)  # kept across the shim's re-exec
     os.setsid()
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     _close(*engine_ends)
@@ -124,17 +126,17 @@ def _run_shim(
     _close(fds.stdin, fds.stdout, fds.stderr, fds.ready_w, fds.go_r, fds.error_w)
     os.write(pid_w, str(pid).encode())
     os.close(pid_w)
-    args: dict[str, Any] = {
-        "pid": pid,
-        "streams": {str(fd): name for fd, name in streams.items()},
+    args = {
+        "pid": str(pid),
+        "streams": ",".join(f"{fd}:{name}" for fd, name in streams.items()),
         "log_path": settings.log_path,
         "exit_path": settings.exit_path,
         "oom_source": settings.oom_source,
-        "oom_before": settings.oom_before,
-        "reexec_after": settings.reexec_after,
-        "exit_command": list(settings.exit_command),
+        "oom_before": str(settings.oom_before),
+        "reexec_after": str(settings.reexec_after),
+        "exit_command": "\x1f".join(settings.exit_command),
         "python": sys.executable,
-        "attach_fd": attach_fd,
+        "attach_fd": "" if attach_fd is None else str(attach_fd),
     }
     shim_loop.serve(args)
 
