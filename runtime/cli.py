@@ -8,22 +8,9 @@ from typing import Any
 
 import click
 
-from runtime.commands import containers
+from runtime.commands import containers, images
 from runtime.config import DEFAULT_ROOT, EngineConfig, env_list
 from runtime.errors import RuntimeEngineError
-
-# Commands not built yet (issue 3); each says so and fails.
-PLANNED = {
-    "pull": "Pull an image from a registry.",
-    "push": "Push an image to a registry.",
-    "images": "List images.",
-    "tag": "Give an image another name.",
-    "rmi": "Remove images.",
-    "history": "Show an image's layers and how they were made.",
-    "inspect": "Show an image or container as JSON.",
-    "diff": "Show a container's filesystem changes.",
-    "commit": "Make an image from a container's changes.",
-}
 
 
 class _Group(click.Group):
@@ -61,17 +48,9 @@ def main(ctx: click.Context, root: Path, insecure: tuple[str, ...]) -> None:
     )
 
 
-def _planned(name: str, summary: str) -> None:
-    @main.command(name, help=summary, context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> None:
-        click.echo(f"shoal {name}: not yet implemented", err=True)
-        sys.exit(2)
-
-
-for _name, _summary in PLANNED.items():
-    _planned(_name, _summary)
+images.register(main)
 containers.register(main)
+images.FINDERS.append(containers.find_container)
 
 if __name__ == "__main__":
     main()

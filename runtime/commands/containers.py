@@ -31,9 +31,15 @@ def _engine(ctx: click.Context) -> Engine:
 
 def _image(ctx: click.Context, ref: str, quiet: bool) -> Any:
     """The local image `ref`, pulled first when it is not here (like `docker run`)."""
-    from runtime.commands.images import image_for_run
+    from runtime.image.errors import ImageNotFound
+    from runtime.image.store import ImageStore
 
-    return image_for_run(ctx.obj, ref, quiet=quiet)
+    try:
+        return ImageStore(ctx.obj).get(ref)  # the fast path: no registry code loaded
+    except ImageNotFound:
+        from runtime.commands.images import image_for_run
+
+        return image_for_run(ctx.obj, ref, quiet=quiet)
 
 
 def _parse_signal(value: str) -> int:
@@ -161,7 +167,7 @@ def run(
     engine = _engine(ctx)
     container_id = engine.create(spec, _image(ctx, image, quiet or detach))
     try:
-        conn = engine.start(container_id, attach=interactive)
+        conn = engine.start(container_id, attach=interactive, attended=not detach)
     except RuntimeEngineError:
         if auto_remove:
             engine.remove(container_id, force=True)
@@ -173,9 +179,7 @@ def run(
         from runtime.commands.attach import attach
 
         code = attach(engine, container_id, conn)
-        if auto_remove:
-            with contextlib.suppress(RuntimeEngineError):
-                engine.remove(container_id, force=True)
+        _after_foreground(engine, container_id, auto_remove)
         sys.exit(code)
     _print_logs(
         container_logs.read(
@@ -186,10 +190,17 @@ def run(
         timestamps=False,
     )
     record = engine.wait(container_id)
-    if auto_remove:
-        with contextlib.suppress(RuntimeEngineError):
-            engine.remove(container_id, force=True)
+    _after_foreground(engine, container_id, auto_remove)
     sys.exit(record["exit_code"])
+
+
+def _after_foreground(engine: Engine, container_id: str, auto_remove: bool) -> None:
+    """We attended the container, so its shim left the clean-up to us."""
+    with contextlib.suppress(RuntimeEngineError):
+        if auto_remove:
+            engine.remove(container_id, force=True)
+        else:
+            engine.cleanup(container_id)
 
 
 @click.command("ps")
@@ -413,11 +424,98 @@ def cleanup(ctx: click.Context, container: str) -> None:
     _engine(ctx).cleanup(container)
 
 
-def inspect_container(config: EngineConfig, name: str) -> dict[str, Any]:
-    return make_engine(config).inspect(name)
+@click.command()
+@click.argument("container")
+@click.pass_context
+def diff(ctx: click.Context, container: str) -> None:
+    """Show a container's filesystem changes: A added, C changed, D deleted."""
+    from runtime.image.changes import diff as changes
+
+    upper, lowers = _engine(ctx).layers(container)
+    for change in changes(upper, lowers):
+        click.echo(str(change))
 
 
-COMMANDS = (run, ps, logs, exec_, start, stop, kill, rm, wait, stats, cleanup)
+@click.command()
+@click.option("-m", "--message", default="", help="Commit message.")
+@click.option("-a", "--author", default="")
+@click.option(
+    "-c",
+    "--change",
+    "config_changes",
+    multiple=True,
+    help="A Dockerfile-like instruction: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, "
+    "EXPOSE (as JSON for CMD/ENTRYPOINT, e.g. -c 'CMD [\"sh\"]').",
+)
+@click.option("--pause/--no-pause", default=True, help="Freeze the container while copying.")
+@click.argument("container")
+@click.argument("repository")
+@click.pass_context
+def commit(
+    ctx: click.Context,
+    message: str,
+    author: str,
+    config_changes: tuple[str, ...],
+    pause: bool,
+    container: str,
+    repository: str,
+) -> None:
+    """Make an image from a container's changes."""
+    from runtime.image.store import ImageStore
+
+    engine = _engine(ctx)
+    store = ImageStore(ctx.obj)
+    base = store.get(engine.inspect(container)["Image"])
+    upper, _lowers = engine.layers(container)
+    freeze = engine.frozen(container) if pause else contextlib.nullcontext()
+    with freeze:
+        image = store.commit(
+            upper, base, repository, _parse_changes(config_changes), comment=message, author=author
+        )
+    click.echo(image.id)
+
+
+def _parse_changes(items: tuple[str, ...]) -> dict[str, Any]:
+    """`-c 'ENV A=1'` style instructions -> the image store's config changes."""
+    out: dict[str, Any] = {}
+    for item in items:
+        keyword, _, value = item.strip().partition(" ")
+        key = keyword.upper()
+        value = value.strip()
+        if key in ("CMD", "ENTRYPOINT"):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = ["/bin/sh", "-c", value]
+            out[key.capitalize() if key == "CMD" else "Entrypoint"] = parsed
+        elif key == "ENV":
+            out.setdefault("Env", []).append(value if "=" in value else value.replace(" ", "=", 1))
+        elif key == "LABEL":
+            k, _, v = value.partition("=")
+            out.setdefault("Labels", {})[k] = v.strip('"')
+        elif key == "WORKDIR":
+            out["WorkingDir"] = value
+        elif key == "USER":
+            out["User"] = value
+        elif key == "EXPOSE":
+            port = value if "/" in value else f"{value}/tcp"
+            out.setdefault("ExposedPorts", {})[port] = {}
+        else:
+            raise RuntimeEngineError(f"unsupported --change instruction {keyword!r}")
+    return out
+
+
+def find_container(config: EngineConfig, name: str) -> dict[str, Any] | None:
+    """`shoal inspect` finder: the container named `name`, or None."""
+    from runtime.errors import NotFound
+
+    try:
+        return make_engine(config).inspect(name)
+    except NotFound:
+        return None
+
+
+COMMANDS = (run, ps, logs, exec_, start, stop, kill, rm, wait, stats, diff, commit, cleanup)
 
 
 def register(group: click.Group) -> None:

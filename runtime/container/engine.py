@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -204,9 +204,13 @@ class Engine:
             tty=spec.tty,
         )
 
-    def start(self, name_or_id: str, attach: bool = False) -> socket.socket | None:
+    def start(
+        self, name_or_id: str, attach: bool = False, attended: bool = False
+    ) -> socket.socket | None:
         """Start the container. With `attach` (tty containers), also return a connection to
-        its terminal, made before the process runs so no output is missed."""
+        its terminal, made before the process runs so no output is missed. `attended`: this
+        process waits for the container and cleans up after it, so its shim need not run the
+        clean-up command unless this process has gone by then."""
         d = self.store.find(name_or_id)
         attached: socket.socket | None = None
         began = time.perf_counter()
@@ -220,6 +224,11 @@ class Engine:
             cgroup.create(spec.limits)
             plan = self._plan(d, conf, cgroup)
             d.exit_file.unlink(missing_ok=True)
+            attended_file = d.path / "attended"
+            if attended:
+                attended_file.write_text(f"{os.getpid()} {proc_start_time(os.getpid())}")
+            else:
+                attended_file.unlink(missing_ok=True)
             state = State()
 
             if attach and not spec.tty:
@@ -234,6 +243,7 @@ class Engine:
                 if self._network is None:
                     raise ContainerError("the bridge network is not available in this engine")
                 state.network = self._network.attach(d.id, f"/proc/{pid}/ns/net", spec.ports)
+                d.save_state(state)  # on record before anything else can fail
                 (d.path / "hosts").write_text(self._hosts(conf["hostname"], state.network["ip"]))
 
             settings = shim.ShimSettings(
@@ -244,6 +254,7 @@ class Engine:
                 reexec_after=REEXEC_SHIM_AFTER,
                 exit_command=self._exit_command(d.id) if self.cleanup_on_exit else (),
                 attach_dir=str(d.path) if spec.tty else "",
+                attended_path=str(attended_file),
             )
             try:
                 launched = shim.launch(plan, self._seccomp_prog(), settings, before_exec)
@@ -376,6 +387,26 @@ class Engine:
         )
         return container_exec.start(plan, stdio, self._seccomp_prog())
 
+    @contextlib.contextmanager
+    def frozen(self, name_or_id: str) -> Iterator[None]:
+        """The container's processes paused for the body (a no-op when it is not running)."""
+        d = self.store.find(name_or_id)
+        cgroup = ContainerCgroup.from_json(d.config()["cgroup"])
+        running = self._status(d) == "running"
+        if running:
+            cgroup.freeze(True)
+        try:
+            yield
+        finally:
+            if running:
+                cgroup.freeze(False)
+
+    def layers(self, name_or_id: str) -> tuple[Path, list[Path]]:
+        """The container's upper dir and the read-only dirs below it, top first."""
+        d = self.store.find(name_or_id)
+        lowers = [d.path / "init", *(Path(p) for p in d.config()["lower_dirs"])]
+        return d.path / "upper", lowers
+
     def kill(self, name_or_id: str, sig: int = signal.SIGKILL) -> None:
         d = self.store.find(name_or_id)
         state = d.state()
@@ -428,8 +459,11 @@ class Engine:
                 self.remove(d.id)
 
     def _cleanup(self, d: ContainerDir, conf: dict[str, Any]) -> None:
-        if self._network is not None and conf["spec"]["network"] == "bridge":
+        if self._network is not None and d.state().network:
             self._network.detach(d.id)
+            state = d.state()
+            state.network = {}
+            d.save_state(state)
         ContainerCgroup.from_json(conf["cgroup"]).remove()
 
     # -- queries -------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class ShimSettings:
     reexec_after: float  # seconds; 0 = never leave the forked copy of the engine
     exit_command: tuple[str, ...]  # run (detached) after the exit is recorded
     attach_dir: str = ""  # tty containers: where the shim listens for `attach` clients
+    attended_path: str = ""  # "pid starttime" of a process that will clean up itself
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,16 @@ def _run_shim(
     os.setsid()
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     _close(*engine_ends)
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     sc.unshare(sc.CLONE_NEWPID)
     pid = os.fork()
     if pid == 0:
-        _close(pid_w, *streams, *([attach_fd] if attach_fd is not None else []))
+        _close(own_pid_ns, pid_w, *streams, *([attach_fd] if attach_fd is not None else []))
         init.run(plan, fds, seccomp)
+    # Back to our own pid namespace for any later child (the exit command): forking into
+    # the container's namespace fails with ENOMEM once its init has exited.
+    sc.setns(own_pid_ns, sc.CLONE_NEWPID)
+    os.close(own_pid_ns)
     _close(fds.stdin, fds.stdout, fds.stderr, fds.ready_w, fds.go_r, fds.error_w)
     os.write(pid_w, str(pid).encode())
     os.close(pid_w)
@@ -137,6 +143,7 @@ def _run_shim(
         "exit_command": "\x1f".join(settings.exit_command),
         "python": sys.executable,
         "attach_fd": "" if attach_fd is None else str(attach_fd),
+        "attended_path": settings.attended_path,
     }
     shim_loop.serve(args)
 

@@ -2,9 +2,10 @@
 
 Once the container is up, the shim re-execs itself as a bare interpreter that imports this
 file (`python -I -S -c "import shim_loop; ..." key=value...`): a forked copy of the engine
-costs megabytes per container, a bare interpreter under 3 MiB PSS. That is why this module imports only C
-modules (no json, typing, socket or signal wrappers: each pulls in pure-Python modules and
-their memory). A container that ends quickly is handled before any re-exec.
+costs megabytes per container, a bare interpreter under 3 MiB PSS. That is why this module
+imports only C modules (no json, typing, socket or signal wrappers: each pulls in
+pure-Python modules and their memory). A container that ends quickly is handled before any
+re-exec.
 
 Log lines are JSON: {"log": text, "stream": "stdout"|"stderr", "time": RFC 3339 with ns}.
 """
@@ -172,6 +173,17 @@ def _reap_orphans() -> None:
             return
 
 
+def _attended(path: str) -> bool:
+    """True while the process named in `path` ("pid starttime") still runs: it cleans up."""
+    try:
+        with open(path) as f:
+            pid, start = f.read().split()
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19] == start
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def _spawn_detached(argv: list[str]) -> None:
     """Run the engine's clean-up command without making anyone wait for it."""
     middle = os.fork()
@@ -291,7 +303,7 @@ def serve(args: dict[str, str]) -> None:
     if terminal is not None:  # attached clients see EOF only once the exit is on record
         for fd in list(terminal.clients):
             terminal.drop(fd)
-    if args.get("exit_command"):
+    if args.get("exit_command") and not _attended(args.get("attended_path", "")):
         _spawn_detached(args["exit_command"].split("\x1f"))
 
 
