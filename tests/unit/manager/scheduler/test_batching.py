@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from manager.scheduler import SchedulerError
+from manager.scheduler.batching import DEBOUNCE_S, MAX_DELAY_S, Debouncer
+
+
+def test_swarmkits_numbers() -> None:
+    assert (DEBOUNCE_S, MAX_DELAY_S) == (0.05, 1.0)
+
+
+def test_due_after_the_gap_or_the_cap() -> None:
+    batch = Debouncer(gap=0.25, max_delay=1.0)
+    assert batch.due_at() is None
+    assert not batch.is_due(10.0)
+    batch.changed(10.0)
+    assert batch.due_at() == 10.25
+    batch.changed(10.5)
+    assert batch.due_at() == 10.75
+    assert not batch.is_due(10.74)
+    assert batch.is_due(10.75)
+    batch.changed(10.875)
+    assert batch.due_at() == 11.0  # capped: the first change was at 10.0
+    batch.reset()
+    assert batch.due_at() is None
+    batch.changed(20.0)
+    assert batch.due_at() == 20.25
+
+
+@pytest.mark.parametrize(("gap", "max_delay"), [(-0.1, 1.0), (2.0, 1.0)])
+def test_invalid_timing_is_refused(gap: float, max_delay: float) -> None:
+    with pytest.raises(SchedulerError, match=re.escape(f"gap={gap} max_delay={max_delay}")):
+        Debouncer(gap, max_delay)
