@@ -92,18 +92,18 @@ def exec_with_tty(
     workdir: str | None,
     interactive: bool,
 ) -> int:
-    """`exec -t`: the new process gets a pty whose other end we relay to our terminal."""
-    master, slave = os.openpty()
+    """`exec -t`: the new process gets a pty (of the container's own devpts) whose other end
+    we relay to our terminal."""
+    pid, master = engine.exec(
+        container, command, (0, 1, 2), (*env, "TERM=xterm"), user, workdir, tty=True
+    )
+    assert master is not None  # exec(tty=True) returns the terminal or raises
 
     def resize() -> None:
         rows, cols = _window()
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     resize()
-    pid = engine.exec(
-        container, command, (slave, slave, slave), (*env, "TERM=xterm"), user, workdir
-    )
-    os.close(slave)
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     with _raw_terminal(resize):
         reading_stdin = interactive

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from runtime.commands import units
+from runtime.commands.tables import print_table
 from runtime.config import EngineConfig
 from runtime.container import exec as container_exec
 from runtime.container import logs as container_logs
@@ -79,7 +80,7 @@ def _print_logs(records: Iterable[container_logs.LogRecord], timestamps: bool) -
         out.flush()
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
+@click.command(context_settings={"allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Run in the background; print the id.")
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it ends.")
 @click.option("--name", default="", help="A name for the container.")
@@ -238,19 +239,7 @@ def ps(ctx: click.Context, show_all: bool, quiet: bool, fmt: str) -> None:
                 i["Name"],
             ]
         )
-    _table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for header in headers:
-        table.add_column(header, no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
-    Console(soft_wrap=True).print(table)
+    print_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
 
 
 @click.command()
@@ -278,7 +267,7 @@ def logs(
     _print_logs(records, timestamps)
 
 
-@click.command("exec", context_settings={"ignore_unknown_options": True})
+@click.command("exec", context_settings={"allow_interspersed_args": False})
 @click.option("-i", "--interactive", is_flag=True)
 @click.option("-t", "--tty", is_flag=True)
 @click.option("-e", "--env", multiple=True)
@@ -304,7 +293,7 @@ def exec_(
 
         sys.exit(exec_with_tty(engine, container, command, env, user, workdir, interactive))
     stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY)
-    pid = engine.exec(container, command, (stdin, 1, 2), env, user, workdir)
+    pid, _ = engine.exec(container, command, (stdin, 1, 2), env, user, workdir)
     sys.exit(container_exec.wait(pid))
 
 
@@ -410,7 +399,7 @@ def stats(ctx: click.Context, no_stream: bool, containers: tuple[str, ...]) -> N
                     str(usage["pids"]),
                 ]
             )
-        _table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"], rows)
+        print_table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"], rows)
         if no_stream:
             return
         time.sleep(1)

@@ -14,18 +14,21 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
 from runtime.commands import units
+from runtime.commands.tables import print_table
 from runtime.config import EngineConfig
 from runtime.image.errors import ImageError, ImageNotFound
 from runtime.image.image import Image
 from runtime.image.progress import ProgressEvent
 from runtime.image.reference import Reference, parse
 from runtime.image.store import ImageStore
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,6 +76,8 @@ class LayerProgress:
     """A rich progress display, one line per blob; safe to feed from several threads."""
 
     def __init__(self) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn  # ~25 ms
+
         self.progress = Progress(
             TextColumn("{task.fields[item]}"),
             TextColumn("{task.description:<22}"),
@@ -141,12 +146,6 @@ def find_image(config: EngineConfig, name: str) -> dict[str, Any] | None:
 
 
 FINDERS: list[Finder] = [find_image]
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        click.echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 @click.command()
@@ -223,7 +222,7 @@ def images(
         for row in rows:
             click.echo(json.dumps(row, sort_keys=True))
     else:
-        _table(
+        print_table(
             ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
             [
                 [
@@ -290,7 +289,7 @@ def history(config: EngineConfig, no_trunc: bool, quiet: bool, fmt: str, image: 
         def cut(text: str, width: int) -> str:
             return text if no_trunc or len(text) <= width else text[: width - 3] + "..."
 
-        _table(
+        print_table(
             ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
             [
                 [

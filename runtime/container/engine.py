@@ -365,8 +365,10 @@ class Engine:
         env: Sequence[str] = (),
         user: str | None = None,
         workdir: str | None = None,
-    ) -> int:
-        """Start `argv` inside the running container; return its pid (see exec.wait)."""
+        tty: bool = False,
+    ) -> tuple[int, int | None]:
+        """Start `argv` inside the running container; return its pid (see exec.wait) and,
+        with `tty`, the master side of the terminal made for it inside the container."""
         d = self.store.find(name_or_id)
         if self._status(d) != "running":
             raise ContainerError(f"container {d.config()['name']} is not running")
@@ -385,7 +387,7 @@ class Engine:
             cgroup_procs=tuple(ContainerCgroup.from_json(conf["cgroup"]).procs_files),
             last_cap=self._last_cap,
         )
-        return container_exec.start(plan, stdio, self._seccomp_prog())
+        return container_exec.start(plan, stdio, self._seccomp_prog(), tty)
 
     @contextlib.contextmanager
     def frozen(self, name_or_id: str) -> Iterator[None]:

@@ -9,8 +9,11 @@ own process and execs. The middle process relays the exit status.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
+import socket
+import termios
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
@@ -41,7 +44,11 @@ class ExecPlan:
 
 
 def _child(
-    plan: ExecPlan, stdio: tuple[int, int, int], error_w: int, seccomp: sc.SockFprog | None
+    plan: ExecPlan,
+    stdio: tuple[int, int, int],
+    error_w: int,
+    seccomp: sc.SockFprog | None,
+    terminal: socket.socket | None,
 ) -> NoReturn:
     stage = "join cgroup"
     try:
@@ -56,6 +63,15 @@ def _child(
         for fd, kind in fds:
             sc.setns(fd, kind)
             os.close(fd)
+        if terminal is not None:
+            stage = "terminal"
+            # A pty of the container's own devpts (we are in its mount namespace now), so
+            # `tty` names it inside; its master goes back to the caller.
+            master, slave = os.openpty()
+            socket.send_fds(terminal, [b"m"], [master])
+            os.close(master)
+            terminal.close()
+            stdio = (slave, slave, slave)
         for target, source in zip((0, 1, 2), stdio, strict=True):
             if source != target:
                 os.dup2(source, target)
@@ -65,6 +81,9 @@ def _child(
             _, status = os.waitpid(pid, 0)
             code = os.waitstatus_to_exitcode(status)
             os._exit(code if code >= 0 else 128 - code)
+        if terminal is not None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         stage = "working directory"
         os.chdir(plan.cwd)
         stage = "security"
@@ -82,14 +101,27 @@ def _child(
     os._exit(126)
 
 
-def start(plan: ExecPlan, stdio: Sequence[int], seccomp: sc.SockFprog | None) -> int:
-    """Start the process; return the pid to wait for (its exit status is the command's)."""
+def start(
+    plan: ExecPlan, stdio: Sequence[int], seccomp: sc.SockFprog | None, tty: bool = False
+) -> tuple[int, int | None]:
+    """Start the process; return the pid to wait for (its exit status is the command's) and,
+    with `tty`, the master side of the terminal it was given (`stdio` is then unused)."""
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    ours, theirs = socket.socketpair() if tty else (None, None)
     pid = os.fork()
     if pid == 0:
         os.close(error_r)
-        _child(plan, (stdio[0], stdio[1], stdio[2]), error_w, seccomp)
+        if ours is not None:
+            ours.close()
+        _child(plan, (stdio[0], stdio[1], stdio[2]), error_w, seccomp, theirs)
     os.close(error_w)
+    master: int | None = None
+    if theirs is not None and ours is not None:
+        theirs.close()
+        with ours:
+            if select.select([ours], [], [], 30)[0]:
+                _msg, fds, _flags, _addr = socket.recv_fds(ours, 1, 1)
+                master = fds[0] if fds else None
     try:
         chunks = []
         while select.select([error_r], [], [], 30)[0]:
@@ -103,8 +135,13 @@ def start(plan: ExecPlan, stdio: Sequence[int], seccomp: sc.SockFprog | None) ->
         os.close(error_r)
     if chunks:
         os.waitpid(pid, 0)
+        if master is not None:
+            os.close(master)
         raise ContainerError(b"".join(chunks).decode(errors="replace"))
-    return pid
+    if tty and master is None:
+        os.waitpid(pid, 0)
+        raise ContainerError("exec: the container gave no terminal back")
+    return pid, master
 
 
 def wait(pid: int) -> int:

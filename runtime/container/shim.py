@@ -117,6 +117,18 @@ def _run_shim(
     for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)  # kept across the shim's re-exec
     os.setsid()
+    # Let go of the caller's stdio (its terminal, or the pipe a script reads until EOF);
+    # what the shim itself has to say goes to shim.log beside the container's log.
+    null = os.open("/dev/null", os.O_RDWR)
+    shim_log = os.open(
+        os.path.join(os.path.dirname(settings.log_path), "shim.log"),
+        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+        0o640,
+    )
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(shim_log, 2)
+    _close(null, shim_log)
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     _close(*engine_ends)
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from runtime.errors import RuntimeEngineError
 
-class NetworkError(Exception):
+
+class NetworkError(RuntimeEngineError):
     """A network request that cannot be carried out; nothing of it is left behind."""
 
 
