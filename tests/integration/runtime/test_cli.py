@@ -276,3 +276,16 @@ def test_run_it_and_exec_it_give_a_terminal(nodes: list[Node]) -> None:
     assert code == 3, shown
     assert b"/dev/pts/" in shown
     one.ok("rm", "-f", "box")
+
+
+def test_detached_rm_container_is_removed_when_it_ends(nodes: list[Node]) -> None:
+    one = nodes[0]
+    cid = one.ok("run", "-d", "--rm", one.busybox, "sh", "-c", "echo a; echo b; echo c").strip()
+    deadline = time.monotonic() + 20
+    while cid[:12] in one.ok("ps", "-a", "-q"):  # the shim's clean-up command removes it
+        assert time.monotonic() < deadline, "a --rm container outlived its process"
+        time.sleep(0.05)
+    kept = one.ok("run", "-d", "--name", "kept", one.busybox, "sh", "-c", "echo a; echo b; echo c")
+    assert one.ok("wait", kept.strip()).strip() == "0"
+    assert one.ok("logs", "--tail", "2", "kept") == "b\nc\n"
+    assert one.ok("logs", "--since", "1h", "kept") == "a\nb\nc\n"
