@@ -1,0 +1,54 @@
+"""Leadership as the asyncio side sees it.
+
+A manager becomes leader for the leader-only subsystems only once a barrier entry of its
+term has committed and been applied (its store then holds every earlier commit); it stops
+being leader the moment raft says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Leadership:
+    is_leader: bool
+    term: int
+
+
+class LeadershipWatch:
+    """Changes are made on the asyncio loop, in the order raft produced them."""
+
+    def __init__(self) -> None:
+        self.current = Leadership(False, 0)
+        self._callbacks: list[Callable[[Leadership], None]] = []
+        self._queues: list[asyncio.Queue[Leadership]] = []
+
+    def on_change(self, callback: Callable[[Leadership], None]) -> Callable[[], None]:
+        """Call `callback(Leadership)` on every change; returns the function that stops it."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback)
+
+    async def changes(self) -> AsyncGenerator[Leadership, None]:
+        """The current leadership, then every change."""
+        queue: asyncio.Queue[Leadership] = asyncio.Queue()
+        self._queues.append(queue)
+        try:
+            yield self.current
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.remove(queue)
+
+    def set(self, value: Leadership) -> None:
+        if value.is_leader == self.current.is_leader and (
+            not value.is_leader or value.term == self.current.term
+        ):
+            return
+        self.current = value
+        for callback in list(self._callbacks):
+            callback(value)
+        for queue in self._queues:
+            queue.put_nowait(value)

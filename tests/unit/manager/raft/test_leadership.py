@@ -1,0 +1,34 @@
+"""The leadership watch: current value, then each change, to callbacks and iterators."""
+
+from __future__ import annotations
+
+import asyncio
+
+from manager.raft import Leadership, LeadershipWatch
+
+
+async def test_changes_reach_iterators_and_callbacks_once_each() -> None:
+    watch = LeadershipWatch()
+    seen: list[Leadership] = []
+    stop = watch.on_change(seen.append)
+    changes = watch.changes()
+    assert await anext(changes) == Leadership(False, 0)
+
+    watch.set(Leadership(True, 3))
+    watch.set(Leadership(True, 3))  # no change
+    watch.set(Leadership(False, 3))
+    watch.set(Leadership(False, 4))  # still not leader: no change
+    watch.set(Leadership(True, 5))
+    stop()
+    watch.set(Leadership(False, 5))
+
+    got = [await asyncio.wait_for(anext(changes), 1) for _ in range(4)]
+    assert got == [
+        Leadership(True, 3),
+        Leadership(False, 3),
+        Leadership(True, 5),
+        Leadership(False, 5),
+    ]
+    assert seen == got[:3]
+    assert watch.current == Leadership(False, 5)
+    await changes.aclose()
