@@ -2,29 +2,136 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
 
 import click
 
-# Built by issue 5 (agent + swarmd); until then each command says so and fails.
-PLANNED = {
-    "init": "Start a new cluster with this node as its first manager.",
-    "join": "Join a cluster as a worker or manager: swarmd join --token T ADDR.",
-}
+from manager.ca.errors import CAError
+from manager.manager import JOIN_PORT, RAFT_PORT, REMOTE_API_PORT
+from node import daemon
+from node.daemon import Addresses, SwarmdError
+
+DEFAULT_STATE_DIR = Path("/var/lib/swarmd")
+
+
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run swarmd's work; errors a user can fix end as one line and exit status 1."""
+    try:
+        asyncio.run(coroutine)
+    except (SwarmdError, CAError, OSError) as exc:
+        click.echo(f"swarmd: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _addresses(advertise_addr: str, listen_remote_api: str | None) -> Addresses:
+    port = REMOTE_API_PORT
+    if listen_remote_api:
+        host, _, text = listen_remote_api.rpartition(":")
+        if not text.isdigit():
+            raise click.BadParameter(f"{listen_remote_api!r} is not host:port")
+        port = int(text)
+        advertise_addr = advertise_addr or host
+    if not advertise_addr:
+        raise click.BadParameter("--advertise-addr (or --listen-remote-api) is required")
+    return Addresses(
+        advertise_addr,
+        port,
+        port + (RAFT_PORT - REMOTE_API_PORT),
+        port + (JOIN_PORT - REMOTE_API_PORT),
+    )
+
+
+state_dir_option = click.option(
+    "-d",
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    envvar="SWARMD_STATE_DIR",
+    help="Where the node keeps its state.",
+)
+address_options = [
+    click.option("--advertise-addr", default="", help="The address other nodes reach."),
+    click.option(
+        "--listen-remote-api",
+        default=None,
+        metavar="HOST:PORT",
+        help=f"Cluster API address (default port {REMOTE_API_PORT}; raft listens on "
+        "port+1 and the join API on port+2).",
+    ),
+    click.option("--hostname", default=None, help="The node's name (default: the host's)."),
+]
+
+
+def _with_address_options(fn: Any) -> Any:
+    for option in reversed(address_options):
+        fn = option(fn)
+    return fn
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING"]))
+def main(log_level: str) -> None:
     """The Shoal node daemon."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _planned(name: str, summary: str) -> None:
-    @main.command(name, help=summary, context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> None:
-        click.echo(f"swarmd {name}: not yet implemented", err=True)
-        sys.exit(2)
+@main.command()
+@state_dir_option
+@_with_address_options
+@click.option("--run/--no-run", "then_run", default=True, help="Start serving right away.")
+def init(
+    state_dir: Path,
+    advertise_addr: str,
+    listen_remote_api: str | None,
+    hostname: str | None,
+    then_run: bool,
+) -> None:
+    """Start a new cluster with this node as its first manager."""
+    addresses = _addresses(advertise_addr, listen_remote_api)
+    _run(daemon.init(state_dir, addresses, hostname))
+    if then_run:
+        _run(daemon.run(state_dir))
 
 
-for _name, _summary in PLANNED.items():
-    _planned(_name, _summary)
+@main.command()
+@state_dir_option
+@_with_address_options
+@click.option("--token", required=True, help="A worker or manager join token.")
+@click.option(
+    "--manager-api",
+    default=None,
+    metavar="HOST:PORT",
+    help="A manager's cluster API (default: the join address's host, port 4242).",
+)
+@click.option("--run/--no-run", "then_run", default=True, help="Start serving right away.")
+@click.argument("join_address")
+def join(
+    state_dir: Path,
+    advertise_addr: str,
+    listen_remote_api: str | None,
+    hostname: str | None,
+    token: str,
+    manager_api: str | None,
+    then_run: bool,
+    join_address: str,
+) -> None:
+    """Join a cluster through a manager's JOIN_ADDRESS (host:port of its join API)."""
+    addresses = _addresses(advertise_addr, listen_remote_api)
+    _run(daemon.join(state_dir, token, join_address, addresses, hostname, manager_api))
+    if then_run:
+        _run(daemon.run(state_dir, joining=True))
+
+
+@main.command("run")
+@state_dir_option
+def run_(state_dir: Path) -> None:
+    """Start this node again from its state directory."""
+    _run(daemon.run(state_dir))

@@ -49,3 +49,7 @@ class Unauthenticated(AuthorizationError):
 
 class PermissionDenied(AuthorizationError):
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class RegistryUnavailable(CAError):
+    """The node registry cannot take the change now (this manager lost the raft leader)."""

@@ -21,6 +21,7 @@ from manager.ca.errors import (
     CAError,
     JoinTokenRefused,
     PermissionDenied,
+    RegistryUnavailable,
     Unauthenticated,
     UnknownNode,
 )
@@ -55,6 +56,8 @@ def _status_of(error: CAError) -> grpc.StatusCode:
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(error, UnknownNode):
         return grpc.StatusCode.NOT_FOUND
+    if isinstance(error, RegistryUnavailable):
+        return grpc.StatusCode.UNAVAILABLE
     # Malformed tokens, signing requests and ids: the caller sent something unusable.
     return grpc.StatusCode.INVALID_ARGUMENT
 

@@ -1,0 +1,232 @@
+"""One manager: raft + the replicated store, the gRPC API, and the leader-only subsystems.
+
+Every manager serves the API (the cluster port with mutual TLS, the join port for nodes that
+have no certificate yet, and Control on a root-only unix socket); only the raft leader runs
+the subsystems that write on their own (scheduler, orchestrators, allocator, dispatcher's
+timers). They start after a barrier entry of the new term commits and are cancelled the
+moment leadership is lost, so two managers never act at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from manager import cluster_state
+from manager.ca.auth import AuthorizationInterceptor, Authorizer, Policy
+from manager.ca.client import NodeCredentials
+from manager.ca.cluster_ca import ClusterCA
+from manager.ca.pem import certificate_pem, private_key_pem
+from manager.ca.server import CA_POLICIES, add_ca_services
+from manager.ca.store_registry import StoreNodeRegistry
+from manager.ca.tls import join_server_credentials, mutual_tls_server_credentials
+from manager.raft import Raft, RaftConfig
+from manager.raft_membership import POLICIES as RAFT_POLICIES
+from manager.raft_membership import RaftMembershipServicer
+from manager.scheduler.service import SchedulerService
+from manager.store import Store
+from shoal.v1 import objects_pb2, raft_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+REMOTE_API_PORT = 4242
+RAFT_PORT = 4243
+JOIN_PORT = 4244
+CLUSTER_WAIT_SECONDS = 60.0
+
+
+class LeaderSubsystem(Protocol):
+    async def run(self) -> None: ...
+
+
+# Builds a leader-only subsystem for the store the manager replicates.
+SubsystemFactory = Callable[[Store], LeaderSubsystem]
+
+
+@dataclass(frozen=True)
+class ApiService:
+    """A gRPC service of the manager: who may call its methods, and how to add it."""
+
+    policies: Mapping[str, Policy]
+    install: Callable[[Manager, grpc.aio.Server], None]
+    # Also served on the root-only unix socket, where callers are local root (Control).
+    local: bool = False
+
+
+@dataclass
+class ManagerConfig:
+    state_dir: Path
+    advertise_host: str
+    remote_api_port: int = REMOTE_API_PORT
+    raft_port: int = RAFT_PORT
+    join_port: int = JOIN_PORT
+    control_socket: Path | None = None
+    raft_peers: tuple[str, ...] = ()
+    joining: bool = False
+    subsystems: Sequence[SubsystemFactory] = field(default_factory=list)
+    services: Sequence[ApiService] = field(default_factory=list)
+
+    @property
+    def remote_api_address(self) -> str:
+        return f"{self.advertise_host}:{self.remote_api_port}"
+
+    @property
+    def raft_address(self) -> str:
+        return f"{self.advertise_host}:{self.raft_port}"
+
+    @property
+    def join_address(self) -> str:
+        return f"{self.advertise_host}:{self.join_port}"
+
+
+def default_subsystems() -> list[SubsystemFactory]:
+    return [SchedulerService]
+
+
+class Manager:
+    def __init__(
+        self, config: ManagerConfig, credentials: NodeCredentials, raft_key: bytes
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.store = Store()
+        self.raft = Raft(
+            RaftConfig(
+                address=config.raft_address,
+                peers=config.raft_peers,
+                data_dir=config.state_dir / "raft",
+                key=raft_key,
+                joining=config.joining,
+            ),
+            self.store,
+        )
+        self.store.proposer = self.raft
+        self.ca: ClusterCA | None = None
+        self.authorizer: Authorizer | None = None
+        self.health = health.aio.HealthServicer()
+        self._servers: list[grpc.aio.Server] = []
+        self.ready = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, on_leader: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Serve until cancelled; `on_leader` runs once each time this manager becomes the
+        leader, before the subsystems start (swarmd's init writes the Cluster there)."""
+        await self.raft.start()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._follow_leadership(on_leader))
+                group.create_task(self._raft_failure())
+                cluster = await self._wait_for_cluster()
+                self.ca = cluster_state.cluster_ca(cluster)
+                self.authorizer = Authorizer(self.ca.root, self.ca.cluster_id)
+                group.create_task(cluster_state.follow_cluster_ca(self.store, self.ca))
+                await self._serve()
+                self.ready.set()
+                await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        finally:
+            for server in self._servers:
+                await server.stop(grace=1)
+            await self.raft.stop()
+
+    async def _raft_failure(self) -> None:
+        failure = await self.raft.wait_stopped()
+        if failure is not None:
+            raise failure
+
+    async def _wait_for_cluster(self) -> objects_pb2.Cluster:
+        """The Cluster object, once this manager's store has it (at once on the first
+        manager, after catching up on a joining one)."""
+        deadline = asyncio.get_running_loop().time() + CLUSTER_WAIT_SECONDS
+        while (cluster := self.store.view(cluster_state.current_cluster)) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("no Cluster object replicated to this manager in time")
+            await asyncio.sleep(0.05)
+        return cluster
+
+    async def _follow_leadership(self, on_leader: Callable[[], Awaitable[None]] | None) -> None:
+        running: asyncio.Task[None] | None = None
+        async for leadership in self.raft.leadership.changes():
+            if leadership.is_leader and running is None:
+                log.info("leader for term %d: starting the leader subsystems", leadership.term)
+                running = asyncio.create_task(self._lead(on_leader))
+            elif not leadership.is_leader and running is not None:
+                log.info("leadership lost: stopping the leader subsystems")
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+                running = None
+
+    async def _lead(self, on_leader: Callable[[], Awaitable[None]] | None) -> None:
+        if on_leader is not None:
+            await on_leader()
+        async with asyncio.TaskGroup() as group:
+            for factory in self.config.subsystems:
+                group.create_task(factory(self.store).run())
+
+    # -- gRPC ---------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        assert self.ca is not None and self.authorizer is not None
+        cert_pem = certificate_pem(self.credentials.certificate)
+        key_pem = private_key_pem(self.credentials.key)
+        registry = StoreNodeRegistry(self.store)
+        key = cluster_state.raft_key(self.ca.root)
+
+        policies: dict[str, Policy] = {**CA_POLICIES, **RAFT_POLICIES}
+        for service in self.config.services:
+            policies.update(service.policies)
+
+        def build(credentials: grpc.ServerCredentials, address: str) -> grpc.aio.Server:
+            assert self.authorizer is not None
+            server = grpc.aio.server(
+                interceptors=[AuthorizationInterceptor(self.authorizer, policies)]
+            )
+            for service in self.config.services:
+                service.install(self, server)
+            assert self.ca is not None
+            add_ca_services(server, self.ca, registry, self.authorizer)
+            raft_pb2_grpc.add_RaftMembershipServicer_to_server(
+                RaftMembershipServicer(self.store, self.raft, self.authorizer, key), server
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+            server.add_secure_port(address, credentials)
+            return server
+
+        root_pem = self.ca.root.cert_pem
+        cluster = build(
+            mutual_tls_server_credentials(root_pem, cert_pem, key_pem),
+            self.config.remote_api_address,
+        )
+        join = build(join_server_credentials(cert_pem, key_pem), self.config.join_address)
+        self._servers = [cluster, join]
+        for server in self._servers:
+            await server.start()
+        if self.config.control_socket is not None:
+            await self._serve_control_socket(self.config.control_socket)
+
+    async def _serve_control_socket(self, path: Path) -> None:
+        """Control for local root (`swarmctl` on a manager): file mode 0600, owner root."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        server = grpc.aio.server()
+        for service in self.config.services:
+            if service.local:
+                service.install(self, server)
+        old_umask = os.umask(0o177)
+        try:
+            server.add_insecure_port(f"unix://{path}")
+            await server.start()
+        finally:
+            os.umask(old_umask)
+        self._servers.append(server)

@@ -1,0 +1,61 @@
+"""The node's identity on disk: its key and certificate (mode 0600), the root CA it trusts,
+and what it needs to start again (node id, role, addresses, raft peers).
+
+    <state-dir>/certificates/node.key   0600
+    <state-dir>/certificates/node.crt   0600
+    <state-dir>/certificates/root.crt
+    <state-dir>/node.json               node id, role, cluster id, addresses, raft peers
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from manager.ca.client import NodeCredentials
+from manager.ca.pem import certificate_pem, load_certificate, load_private_key, private_key_pem
+from manager.ca.root_ca import RootCA
+from manager.ca.tls import write_private_file
+
+
+@dataclass
+class NodeState:
+    node_id: str
+    role: str  # swarm-manager | swarm-worker
+    cluster_id: str
+    hostname: str
+    remote_api: str = ""  # managers: host:port of the cluster port
+    raft_address: str = ""
+    join_address: str = ""
+    raft_peers: list[str] = field(default_factory=list)  # the other managers' raft addresses
+    managers: list[str] = field(default_factory=list)  # remote API addresses, for agents
+
+
+class Identity:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.certs = state_dir / "certificates"
+
+    @property
+    def exists(self) -> bool:
+        return (self.state_dir / "node.json").exists()
+
+    def save(self, credentials: NodeCredentials, state: NodeState) -> None:
+        self.certs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private_file(self.certs / "node.key", private_key_pem(credentials.key))
+        write_private_file(self.certs / "node.crt", certificate_pem(credentials.certificate))
+        write_private_file(self.certs / "root.crt", credentials.root.cert_pem)
+        self.save_state(state)
+
+    def save_state(self, state: NodeState) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = json.dumps(asdict(state), indent=2, sort_keys=True).encode()
+        write_private_file(self.state_dir / "node.json", data)
+
+    def load(self) -> tuple[NodeCredentials, NodeState]:
+        key = load_private_key((self.certs / "node.key").read_bytes(), "node key")
+        cert = load_certificate((self.certs / "node.crt").read_bytes(), "node certificate")
+        root = RootCA.from_pem((self.certs / "root.crt").read_bytes())
+        state = NodeState(**json.loads((self.state_dir / "node.json").read_text()))
+        return NodeCredentials(key=key, certificate=cert, root=root), state
