@@ -1,0 +1,54 @@
+"""The dispatcher (leader only): agent sessions, heartbeats, assignments, task status batching.
+
+`Dispatcher(store).run()` does the leader's work until cancelled; `add_dispatcher_service`
+serves it over gRPC, the caller identified by `certificate_identity(authorizer)`, behind the
+CA's AuthorizationInterceptor with `DISPATCHER_POLICIES`.
+"""
+
+from manager.dispatcher.config import Clock, DispatcherConfig
+from manager.dispatcher.dispatcher import HEARTBEAT_FAILURE, Dispatcher
+from manager.dispatcher.errors import (
+    ConfigError,
+    DispatcherError,
+    InvalidRequest,
+    InvalidSession,
+    NotRunning,
+    NotYourTask,
+    RateLimited,
+    SessionEnded,
+    StoreUnavailable,
+    UnknownNode,
+)
+from manager.dispatcher.servicer import (
+    DISPATCHER_POLICIES,
+    STATUS_CODES,
+    DispatcherServicer,
+    Identify,
+    add_dispatcher_service,
+    certificate_identity,
+)
+from manager.dispatcher.sessions import Session
+
+__all__ = [
+    "DISPATCHER_POLICIES",
+    "HEARTBEAT_FAILURE",
+    "STATUS_CODES",
+    "Clock",
+    "ConfigError",
+    "Dispatcher",
+    "DispatcherConfig",
+    "DispatcherError",
+    "DispatcherServicer",
+    "Identify",
+    "InvalidRequest",
+    "InvalidSession",
+    "NotRunning",
+    "NotYourTask",
+    "RateLimited",
+    "Session",
+    "SessionEnded",
+    "StoreUnavailable",
+    "UnknownNode",
+    "add_dispatcher_service",
+    "certificate_identity",
+]

@@ -1,0 +1,115 @@
+"""One Assignments stream: the node's COMPLETE set, then INCREMENTAL changes batched (up to
+`batch_size` changes, or `batch_interval` after the first change), driven by store watches.
+
+If the watch falls behind or the store is replaced, the stream sends a fresh COMPLETE set
+rather than ending: it replaces whatever the agent had.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+from manager.dispatcher.assignments import AssignmentSet
+from manager.dispatcher.config import Clock
+from manager.dispatcher.sessions import Session
+from manager.dispatcher.waiting import finished, first_done
+from manager.store import Event, Kind, Store, Subscription, WatchClosed, new_id
+from shoal.v1 import dispatcher_pb2, objects_pb2
+
+log = logging.getLogger(__name__)
+
+COMPLETE = dispatcher_pb2.AssignmentsMessage.COMPLETE
+INCREMENTAL = dispatcher_pb2.AssignmentsMessage.INCREMENTAL
+
+
+class AssignmentStream:
+    def __init__(
+        self, store: Store, node_id: str, clock: Clock, batch_size: int, batch_interval: float
+    ) -> None:
+        self._store = store
+        self._node_id = node_id
+        self._clock = clock
+        self._batch_size = batch_size
+        self._batch_interval = batch_interval
+        self._stream_id = new_id()
+        self._sequence = 0
+        self._last = ""
+
+    async def messages(self, session: Session) -> AsyncIterator[dispatcher_pb2.AssignmentsMessage]:
+        """Messages until the session ends (then its error is raised)."""
+        while True:
+            assignments, events = self._store.view_and_watch(
+                functools.partial(AssignmentSet.load, self._node_id),
+                kinds=(Kind.TASK, Kind.SECRET, Kind.CONFIG),
+                predicate=self._concerns_node,
+            )
+            try:
+                yield self._message(COMPLETE, assignments.complete())
+                while True:
+                    changes = await self._next_batch(assignments, events, session)
+                    if changes:
+                        yield self._message(INCREMENTAL, changes)
+            except WatchClosed as exc:
+                log.info(
+                    "dispatcher: assignments of node %s resent in full: %s", self._node_id, exc
+                )
+            finally:
+                events.close()
+
+    def _concerns_node(self, event: Event) -> bool:
+        if event.kind is not Kind.TASK:
+            return True  # secrets and configs: the set knows which it sent
+        return any(
+            isinstance(t, objects_pb2.Task) and t.node_id == self._node_id
+            for t in (event.old, event.new)
+        )
+
+    async def _next_batch(
+        self, assignments: AssignmentSet, events: Subscription, session: Session
+    ) -> list[dispatcher_pb2.AssignmentChange]:
+        """Changes of the events up to a full batch or the end of the batch interval."""
+        first = await self._next_event(events, session, None)
+        assert first is not None
+        assignments.observe(first)
+        deadline = self._clock.now() + self._batch_interval
+        while assignments.pending < self._batch_size:
+            remaining = deadline - self._clock.now()
+            if remaining <= 0 and not events.pending():
+                break
+            event = await self._next_event(events, session, max(remaining, 0))
+            if event is None:
+                break
+            assignments.observe(event)
+        return self._store.view(assignments.take_changes)
+
+    async def _next_event(
+        self, events: Subscription, session: Session, timeout: float | None
+    ) -> Event | None:
+        """The next event (None after `timeout` seconds); the session's error once it ends."""
+        if session.error is not None:
+            raise session.error
+        if events.pending():
+            return await events.get()
+        waits: list[Awaitable[Any]] = [events.get(), session.wait_ended()]
+        if timeout is not None:
+            waits.append(self._clock.sleep(timeout))
+        got, ended, *_ = await first_done(*waits)
+        if finished(got):
+            return got.result()  # type: ignore[no-any-return]
+        if finished(ended):
+            raise ended.result()
+        return None
+
+    def _message(
+        self,
+        kind: dispatcher_pb2.AssignmentsMessage.Type.ValueType,
+        changes: list[dispatcher_pb2.AssignmentChange],
+    ) -> dispatcher_pb2.AssignmentsMessage:
+        self._sequence += 1
+        applies_to, self._last = self._last, f"{self._stream_id}.{self._sequence}"
+        return dispatcher_pb2.AssignmentsMessage(
+            type=kind, applies_to=applies_to, results_in=self._last, changes=changes
+        )

@@ -1,0 +1,215 @@
+"""The Assignments stream over gRPC: a complete set, then batched incremental changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from manager.store import Store, WriteTx
+from shoal.v1 import dispatcher_pb2, objects_pb2, types_pb2
+
+from .conftest import Agent, Harness, failure, read
+from .fakes import node, put, task
+
+COMPLETE = dispatcher_pb2.AssignmentsMessage.COMPLETE
+INCREMENTAL = dispatcher_pb2.AssignmentsMessage.INCREMENTAL
+UPDATE = dispatcher_pb2.AssignmentChange.UPDATE
+REMOVE = dispatcher_pb2.AssignmentChange.REMOVE
+
+
+def summary(message: dispatcher_pb2.AssignmentsMessage) -> set[tuple[str, str, str]]:
+    """(action, kind, id) of every change."""
+    result: set[tuple[str, str, str]] = set()
+    for change in message.changes:
+        kind = change.assignment.WhichOneof("item")
+        assert kind is not None
+        item = getattr(change.assignment, kind)
+        result.add((dispatcher_pb2.AssignmentChange.Action.Name(change.action), kind, item.id))
+    return result
+
+
+async def change_task(store: Store, task_id: str, edit: Callable[[objects_pb2.Task], None]) -> None:
+    def write(tx: WriteTx) -> None:
+        current = tx.get(objects_pb2.Task, task_id)
+        assert current is not None
+        edit(current)
+        tx.update(current)
+
+    await store.update(write)
+
+
+async def incremental(harness: Harness, call: object) -> dispatcher_pb2.AssignmentsMessage:
+    """The next message, once the batch interval (100 ms of fake time) has passed."""
+    await harness.round_trip()
+    harness.clock.advance(0.1)
+    message: dispatcher_pb2.AssignmentsMessage = await read(call)
+    assert message.type == INCREMENTAL
+    return message
+
+
+async def connect(harness: Harness, node_id: str = "n1") -> tuple[Agent, object, str]:
+    agent = harness.agent(node_id)
+    session_call, first = await agent.open()
+    return agent, session_call, first.session_id
+
+
+async def test_complete_set_then_incremental_changes(harness: Harness) -> None:
+    store = harness.store
+    mine = task("n1", types_pb2.RUNNING)
+    stopping = task("n1", types_pb2.RUNNING, desired=types_pb2.SHUTDOWN)  # still to be stopped
+    finished = task("n1", types_pb2.COMPLETE, desired=types_pb2.SHUTDOWN)  # nothing left to do
+    unassigned = task("", types_pb2.PENDING)
+    other = task("n2", types_pb2.RUNNING)
+    await put(store, node("n1"), node("n2"), mine, stopping, finished, unassigned, other)
+    agent, session_call, session_id = await connect(harness)
+    call = agent.assignments(session_id)
+
+    complete = await read(call)
+    assert complete.type == COMPLETE
+    assert complete.applies_to == ""
+    assert summary(complete) == {("UPDATE", "task", mine.id), ("UPDATE", "task", stopping.id)}
+
+    # The scheduler assigns a task to the node: it arrives.
+    new = task("", types_pb2.PENDING)
+    await put(store, new)
+
+    def assign(t: objects_pb2.Task) -> None:
+        t.node_id = "n1"
+        t.status.state = types_pb2.ASSIGNED
+
+    await change_task(store, new.id, assign)
+    added = await incremental(harness, call)
+    assert added.applies_to == complete.results_in
+    assert summary(added) == {("UPDATE", "task", new.id)}
+    assert added.changes[0].assignment.task.status.state == types_pb2.ASSIGNED
+
+    # The agent's own status reports are not echoed; a desired state change is sent.
+    def running(t: objects_pb2.Task) -> None:
+        t.status.state = types_pb2.RUNNING
+
+    def shut_down(t: objects_pb2.Task) -> None:
+        t.desired_state = types_pb2.SHUTDOWN
+
+    await change_task(store, new.id, running)
+    await change_task(store, mine.id, shut_down)
+    stop = await incremental(harness, call)
+    assert summary(stop) == {("UPDATE", "task", mine.id)}
+    assert stop.changes[0].assignment.task.desired_state == types_pb2.SHUTDOWN
+    assert stop.applies_to == added.results_in
+
+    await store.update(lambda tx: tx.delete(objects_pb2.Task, mine.id))
+    removed = await incremental(harness, call)
+    assert summary(removed) == {("REMOVE", "task", mine.id)}
+    call.cancel()
+    session_call.cancel()  # type: ignore[attr-defined]
+
+
+async def test_secrets_and_configs_follow_the_tasks_that_use_them(harness: Harness) -> None:
+    store = harness.store
+    secret = objects_pb2.Secret(id="s1")
+    secret.spec.annotations.name = "db-password"
+    secret.spec.data = b"hunter2"
+    config = objects_pb2.Config(id="c1")
+    config.spec.annotations.name = "app.conf"
+    config.spec.data = b"x=1"
+    user = task("n1", types_pb2.RUNNING)
+    user.spec.container.secrets.add(secret_id="s1", secret_name="db-password")
+    user.spec.container.configs.add(config_id="c1", config_name="app.conf")
+    await put(store, node("n1"), secret, config, user)
+    agent, session_call, session_id = await connect(harness)
+    call = agent.assignments(session_id)
+
+    complete = await read(call)
+    assert summary(complete) == {
+        ("UPDATE", "task", user.id),
+        ("UPDATE", "secret", "s1"),
+        ("UPDATE", "config", "c1"),
+    }
+    sent = [c.assignment.secret for c in complete.changes if c.assignment.HasField("secret")]
+    assert sent[0].spec.data == b"hunter2"
+
+    await store.update(lambda tx: tx.delete(objects_pb2.Task, user.id))
+    gone = await incremental(harness, call)
+    assert summary(gone) == {
+        ("REMOVE", "task", user.id),
+        ("REMOVE", "secret", "s1"),
+        ("REMOVE", "config", "c1"),
+    }
+    call.cancel()
+    session_call.cancel()  # type: ignore[attr-defined]
+
+
+async def test_a_reconnect_gets_a_fresh_complete_set(harness: Harness) -> None:
+    store = harness.store
+    first_task = task("n1", types_pb2.RUNNING)
+    await put(store, node("n1"), first_task)
+    agent, session_call, session_id = await connect(harness)
+    call = agent.assignments(session_id)
+    assert summary(await read(call)) == {("UPDATE", "task", first_task.id)}
+    call.cancel()
+
+    second_task = task("n1", types_pb2.ASSIGNED)
+    await put(store, second_task)
+    again = agent.assignments(session_id)
+    complete = await read(again)
+    assert complete.type == COMPLETE
+    assert summary(complete) == {
+        ("UPDATE", "task", first_task.id),
+        ("UPDATE", "task", second_task.id),
+    }
+    again.cancel()
+    session_call.cancel()  # type: ignore[attr-defined]
+
+
+async def test_changes_are_batched_by_count_and_time(harness: Harness) -> None:
+    store = harness.store
+    await put(store, node("n1"))
+    agent, session_call, session_id = await connect(harness)
+    call = agent.assignments(session_id)
+    assert not (await read(call)).changes
+
+    tasks = [task("n1") for _ in range(150)]
+    await put(store, *tasks)
+    full = await read(call)  # 100 changes make a batch without waiting
+    assert len(full.changes) == 100
+    rest = await incremental(harness, call)  # the other 50 once the interval passed
+    assert len(rest.changes) == 50
+    assert {i for _, _, i in summary(full) | summary(rest)} == {t.id for t in tasks}
+    call.cancel()
+    session_call.cancel()  # type: ignore[attr-defined]
+
+
+async def test_the_stream_needs_the_current_session(harness: Harness) -> None:
+    await put(harness.store, node("n1"))
+    agent, session_call, session_id = await connect(harness)
+    error = await failure(agent.assignments("not-the-session"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    error = await failure(harness.agent("n2").assignments(session_id))  # another node's
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    session_call.cancel()  # type: ignore[attr-defined]
+
+
+async def test_the_stream_ends_with_its_session(harness: Harness) -> None:
+    await put(harness.store, node("n1"))
+    agent, session_call, session_id = await connect(harness)
+    call = agent.assignments(session_id)
+    await read(call)
+    replaced_call, _ = await agent.open()  # a new session ends the old one
+    error = await failure(call)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "replaced" in (error.details() or "")
+    replaced_call.cancel()
+    session_call.cancel()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("state", [types_pb2.NEW, types_pb2.PENDING])
+async def test_tasks_not_yet_assigned_are_not_sent(harness: Harness, state: int) -> None:
+    early = task("n1", types_pb2.TaskState.ValueType(state))
+    await put(harness.store, node("n1"), early)
+    agent, session_call, session_id = await connect(harness)
+    call = agent.assignments(session_id)
+    assert not (await read(call)).changes
+    call.cancel()
+    session_call.cancel()  # type: ignore[attr-defined]
