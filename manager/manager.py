@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from manager import cluster_state
+from manager.allocator import Allocator
 from manager.ca.auth import AuthorizationInterceptor, Authorizer, Policy
 from manager.ca.client import NodeCredentials
 from manager.ca.cluster_ca import ClusterCA
@@ -29,6 +30,12 @@ from manager.ca.pem import certificate_pem, private_key_pem
 from manager.ca.server import CA_POLICIES, add_ca_services
 from manager.ca.store_registry import StoreNodeRegistry
 from manager.ca.tls import join_server_credentials, mutual_tls_server_credentials
+from manager.dispatcher import (
+    DISPATCHER_POLICIES,
+    Dispatcher,
+    add_dispatcher_service,
+    certificate_identity,
+)
 from manager.raft import Raft, RaftConfig
 from manager.raft_membership import POLICIES as RAFT_POLICIES
 from manager.raft_membership import RaftMembershipServicer
@@ -48,20 +55,6 @@ class LeaderSubsystem(Protocol):
     async def run(self) -> None: ...
 
 
-# Builds a leader-only subsystem for the store the manager replicates.
-SubsystemFactory = Callable[[Store], LeaderSubsystem]
-
-
-@dataclass(frozen=True)
-class ApiService:
-    """A gRPC service of the manager: who may call its methods, and how to add it."""
-
-    policies: Mapping[str, Policy]
-    install: Callable[[Manager, grpc.aio.Server], None]
-    # Also served on the root-only unix socket, where callers are local root (Control).
-    local: bool = False
-
-
 @dataclass
 class ManagerConfig:
     state_dir: Path
@@ -72,8 +65,6 @@ class ManagerConfig:
     control_socket: Path | None = None
     raft_peers: tuple[str, ...] = ()
     joining: bool = False
-    subsystems: Sequence[SubsystemFactory] = field(default_factory=list)
-    services: Sequence[ApiService] = field(default_factory=list)
 
     @property
     def remote_api_address(self) -> str:
@@ -86,10 +77,6 @@ class ManagerConfig:
     @property
     def join_address(self) -> str:
         return f"{self.advertise_host}:{self.join_port}"
-
-
-def default_subsystems() -> list[SubsystemFactory]:
-    return [SchedulerService]
 
 
 class Manager:
@@ -110,6 +97,8 @@ class Manager:
             self.store,
         )
         self.store.proposer = self.raft
+        # Serves agents on every manager, works (and answers) only while this one leads.
+        self.dispatcher = Dispatcher(self.store)
         self.ca: ClusterCA | None = None
         self.authorizer: Authorizer | None = None
         self.health = health.aio.HealthServicer()
@@ -169,9 +158,14 @@ class Manager:
     async def _lead(self, on_leader: Callable[[], Awaitable[None]] | None) -> None:
         if on_leader is not None:
             await on_leader()
+        subsystems: list[LeaderSubsystem] = [
+            self.dispatcher,
+            Allocator(self.store),
+            SchedulerService(self.store),
+        ]
         async with asyncio.TaskGroup() as group:
-            for factory in self.config.subsystems:
-                group.create_task(factory(self.store).run())
+            for subsystem in subsystems:
+                group.create_task(subsystem.run())
 
     # -- gRPC ---------------------------------------------------------------------------
 
@@ -182,22 +176,19 @@ class Manager:
         registry = StoreNodeRegistry(self.store)
         key = cluster_state.raft_key(self.ca.root)
 
-        policies: dict[str, Policy] = {**CA_POLICIES, **RAFT_POLICIES}
-        for service in self.config.services:
-            policies.update(service.policies)
+        policies: dict[str, Policy] = {**CA_POLICIES, **RAFT_POLICIES, **DISPATCHER_POLICIES}
 
         def build(credentials: grpc.ServerCredentials, address: str) -> grpc.aio.Server:
             assert self.authorizer is not None
             server = grpc.aio.server(
                 interceptors=[AuthorizationInterceptor(self.authorizer, policies)]
             )
-            for service in self.config.services:
-                service.install(self, server)
             assert self.ca is not None
             add_ca_services(server, self.ca, registry, self.authorizer)
             raft_pb2_grpc.add_RaftMembershipServicer_to_server(
                 RaftMembershipServicer(self.store, self.raft, self.authorizer, key), server
             )
+            add_dispatcher_service(server, self.dispatcher, certificate_identity(self.authorizer))
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             server.add_secure_port(address, credentials)
             return server
@@ -220,9 +211,7 @@ class Manager:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         server = grpc.aio.server()
-        for service in self.config.services:
-            if service.local:
-                service.install(self, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         old_umask = os.umask(0o177)
         try:
             server.add_insecure_port(f"unix://{path}")

@@ -21,7 +21,7 @@ from manager.ca.pem import certificate_pem
 from manager.ca.roles import Role
 from manager.ca.root_ca import RootCA
 from manager.ca.tls import MANAGER_CHANNEL_OPTIONS, write_private_file
-from manager.manager import ApiService, Manager, ManagerConfig, default_subsystems
+from manager.manager import Manager, ManagerConfig
 from manager.store import EventAction, Kind, ReadTx, Store, WriteTx
 from node.identity import Identity, NodeState
 from shoal.v1 import objects_pb2, raft_pb2, raft_pb2_grpc, types_pb2
@@ -61,14 +61,7 @@ def manager_config(state_dir: Path, state: NodeState, joining: bool = False) -> 
         control_socket=state_dir / "swarmd.sock",
         raft_peers=tuple(state.raft_peers),
         joining=joining,
-        subsystems=default_subsystems(),
-        services=default_services(),
     )
-
-
-def default_services() -> list[ApiService]:
-    """The manager's API services beyond CA and RaftMembership (Control, Dispatcher, Logs)."""
-    return []
 
 
 async def init(state_dir: Path, addresses: Addresses, hostname: str | None) -> None:
