@@ -39,6 +39,7 @@ from manager.dispatcher import (
 from manager.raft import Raft, RaftConfig
 from manager.raft_membership import POLICIES as RAFT_POLICIES
 from manager.raft_membership import RaftMembershipServicer
+from manager.orchestrator import Orchestrators
 from manager.scheduler.service import SchedulerService
 from manager.store import Store
 from shoal.v1 import objects_pb2, raft_pb2_grpc
@@ -162,6 +163,7 @@ class Manager:
             self.dispatcher,
             Allocator(self.store),
             SchedulerService(self.store),
+            Orchestrators(self.store),
         ]
         async with asyncio.TaskGroup() as group:
             for subsystem in subsystems:

@@ -101,6 +101,8 @@ class SchedulerService:
                 if current.status.state != types_pb2.PENDING or current.node_id:
                     lost.append(current)
                     continue
+                if current.desired_state > types_pb2.RUNNING:
+                    continue  # an orchestrator stopped it meanwhile: no node needed
                 task = objects_pb2.Task()
                 task.CopyFrom(current)
                 task.node_id = decision.node_id
