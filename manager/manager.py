@@ -36,10 +36,10 @@ from manager.dispatcher import (
     add_dispatcher_service,
     certificate_identity,
 )
+from manager.orchestrator import Orchestrators
 from manager.raft import Raft, RaftConfig
 from manager.raft_membership import POLICIES as RAFT_POLICIES
 from manager.raft_membership import RaftMembershipServicer
-from manager.orchestrator import Orchestrators
 from manager.scheduler.service import SchedulerService
 from manager.store import Store
 from shoal.v1 import objects_pb2, raft_pb2_grpc
