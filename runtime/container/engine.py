@@ -322,12 +322,16 @@ class Engine:
         if record is None:
             if alive(state.pid, state.pid_start):
                 raise ContainerError(f"container {d.id[:12]} lost its shim while still running")
+            try:
+                said = (d.path / "shim.log").read_text()[-2000:].strip()
+            except FileNotFoundError:
+                said = ""
             record = {
                 "exit_code": 255,
                 "signal": 0,
                 "oom_killed": False,
                 "finished_at": now_rfc3339(),
-                "error": "the shim died",
+                "error": f"the shim died without recording the exit{': ' + said if said else ''}",
             }
             write_json(d.exit_file, record)
         metrics.CONTAINER_EXITS.labels("oom" if record.get("oom_killed") else "exit").inc()

@@ -208,7 +208,8 @@ def serve(args: dict[str, str]) -> None:
     reexec_after (seconds, 0 = never), python, attach_fd ("" = none), clients ("fd,..."),
     exit_command (argv joined by \\x1f, "" = none)."""
     pid = int(args["pid"])
-    streams = {int(fd): name for fd, name in (s.split(":") for s in args["streams"].split(","))}
+    pairs = (s.split(":") for s in args["streams"].split(",") if s)  # "" once both closed
+    streams = {int(fd): name for fd, name in pairs}
     log = LogWriter(args["log_path"])
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
@@ -216,7 +217,7 @@ def serve(args: dict[str, str]) -> None:
         poller.register(fd, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
     terminal = None
-    if args.get("attach_fd"):
+    if args.get("attach_fd") and streams:  # a terminal whose master is still open
         clients = [int(c) for c in args.get("clients", "").split(",") if c]
         terminal = Terminal(next(iter(streams)), int(args["attach_fd"]), clients)
         for fd in (terminal.listener, *terminal.clients):

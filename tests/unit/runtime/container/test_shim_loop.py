@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 from hypothesis import given
@@ -53,3 +55,30 @@ def test_invalid_utf8_is_replaced_not_fatal(tmp_path: Path) -> None:
 def test_args_round_trip() -> None:
     args = {"pid": "12", "exit_command": "/bin/x\x1f--root\x1f/a=b", "streams": "3:stdout"}
     assert shim_loop.decode_args(shim_loop.encode_args(args)) == args
+
+
+def test_args_with_every_stream_closed(tmp_path: Path) -> None:
+    """A shim re-execs after both pipes closed but before the container exited: it must still
+    wait for the container and record its exit."""
+    args = {
+        "streams": "",
+        "log_path": str(tmp_path / "log"),
+        "exit_path": str(tmp_path / "exit.json"),
+        "oom_source": "",
+        "oom_before": "0",
+        "reexec_after": "0",
+        "python": sys.executable,
+        "attach_fd": "",
+        "exit_command": "",
+    }
+    shim = os.fork()
+    if shim == 0:  # the shim must be the container's parent to wait for it
+        try:
+            container = os.fork()
+            if container == 0:
+                os.execv("/bin/sh", ["sh", "-c", "exit 4"])
+            shim_loop.serve({**args, "pid": str(container)})
+        finally:
+            os._exit(0)
+    os.waitpid(shim, 0)
+    assert json.loads((tmp_path / "exit.json").read_text())["exit_code"] == 4
