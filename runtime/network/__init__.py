@@ -10,6 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from runtime.network import pyroute2_light
+
+pyroute2_light.install()
+
 if TYPE_CHECKING:
     from runtime.network.attachment import Attachment
     from runtime.network.bridge import BridgeNetwork

@@ -14,10 +14,6 @@ import errno
 import socket
 from collections.abc import Sequence
 
-from pyroute2 import Conntrack
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
-
 from runtime.network.errors import NetworkError
 from runtime.network.ports import PortMapping
 
@@ -27,6 +23,11 @@ def forget_udp_flows(ports: Sequence[PortMapping]) -> int:
     udp = [p for p in ports if p.protocol == "udp"]
     if not udp:
         return 0
+    # pyroute2's conntrack client pulls in its whole package: imported for UDP ports only.
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
     deleted = 0
     try:
         with Conntrack() as ct:
