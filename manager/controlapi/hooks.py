@@ -1,0 +1,39 @@
+"""What the Control API asks of the rest of the manager, as replaceable callables.
+
+- `RaftMemberCheck`: whether a node is still a member of the raft group. RemoveNode refuses
+  a manager that is (it must be demoted first, so that quorum is kept). The manager passes
+  a check backed by its raft; the default reads the node's manager_status.
+- `JoinTokenRotation`: fresh join tokens with one role's secret replaced. UpdateCluster
+  stores the result in the cluster object, which raft carries to every manager; each
+  manager must keep its ClusterCA's tokens in step with that object (the default is pure,
+  so a rotation refused or forwarded leaves no CA changed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from manager.ca.errors import CAError
+from manager.ca.join_tokens import JoinTokens
+from manager.ca.roles import Role
+from manager.controlapi.errors import FailedPrecondition
+from shoal.v1 import objects_pb2, types_pb2
+
+RaftMemberCheck = Callable[[objects_pb2.Node], Awaitable[bool]]
+JoinTokenRotation = Callable[[types_pb2.JoinTokens, Role], types_pb2.JoinTokens]
+
+
+async def has_manager_status(node: objects_pb2.Node) -> bool:
+    """The store's own answer: a node with a manager_status is (still) a raft member."""
+    return node.HasField("manager_status")
+
+
+def rotate_join_token(tokens: types_pb2.JoinTokens, role: Role) -> types_pb2.JoinTokens:
+    """`tokens` with a new secret for `role`, pinned to the same root CA."""
+    try:
+        current = JoinTokens.from_proto(tokens)
+    except CAError as exc:
+        raise FailedPrecondition(
+            f"the cluster's join tokens cannot be rotated: the stored ones are unusable ({exc})"
+        ) from None
+    return current.rotate(role).to_proto()
