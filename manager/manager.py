@@ -29,7 +29,17 @@ from manager.ca.cluster_ca import ClusterCA
 from manager.ca.pem import certificate_pem, private_key_pem
 from manager.ca.server import CA_POLICIES, add_ca_services
 from manager.ca.store_registry import StoreNodeRegistry
-from manager.ca.tls import join_server_credentials, mutual_tls_server_credentials
+from manager.ca.tls import (
+    MANAGER_CHANNEL_OPTIONS,
+    join_server_credentials,
+    mutual_tls_server_credentials,
+)
+from manager.controlapi import (
+    CONTROL_POLICIES,
+    ControlServicer,
+    StoreLeaderChannels,
+    add_control_service,
+)
 from manager.dispatcher import (
     DISPATCHER_POLICIES,
     Dispatcher,
@@ -103,6 +113,7 @@ class Manager:
         self.ca: ClusterCA | None = None
         self.authorizer: Authorizer | None = None
         self.health = health.aio.HealthServicer()
+        self.leader_channels: StoreLeaderChannels | None = None
         self._servers: list[grpc.aio.Server] = []
         self.ready = asyncio.Event()
 
@@ -126,6 +137,8 @@ class Manager:
         finally:
             for server in self._servers:
                 await server.stop(grace=1)
+            if self.leader_channels is not None:
+                await self.leader_channels.close()
             await self.raft.stop()
 
     async def _raft_failure(self) -> None:
@@ -178,7 +191,21 @@ class Manager:
         registry = StoreNodeRegistry(self.store)
         key = cluster_state.raft_key(self.ca.root)
 
-        policies: dict[str, Policy] = {**CA_POLICIES, **RAFT_POLICIES, **DISPATCHER_POLICIES}
+        policies: dict[str, Policy] = {
+            **CA_POLICIES,
+            **RAFT_POLICIES,
+            **DISPATCHER_POLICIES,
+            **CONTROL_POLICIES,
+        }
+        credentials = self.credentials
+
+        def connect(address: str) -> grpc.aio.Channel:
+            return grpc.aio.secure_channel(
+                address, credentials.channel_credentials(), MANAGER_CHANNEL_OPTIONS
+            )
+
+        self.leader_channels = StoreLeaderChannels(self.store, connect)
+        self.control = ControlServicer(self.store, leader_channel=self.leader_channels)
 
         def build(credentials: grpc.ServerCredentials, address: str) -> grpc.aio.Server:
             assert self.authorizer is not None
@@ -191,6 +218,7 @@ class Manager:
                 RaftMembershipServicer(self.store, self.raft, self.authorizer, key), server
             )
             add_dispatcher_service(server, self.dispatcher, certificate_identity(self.authorizer))
+            add_control_service(server, self.control)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             server.add_secure_port(address, credentials)
             return server
@@ -213,6 +241,7 @@ class Manager:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         server = grpc.aio.server()
+        add_control_service(server, self.control)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         old_umask = os.umask(0o177)
         try:

@@ -100,7 +100,6 @@ class RaftMembershipServicer(raft_pb2_grpc.RaftMembershipServicer):
             node.manager_status.addr = request.addr
             node.manager_status.raft_addr = request.raft_addr
             node.role = types_pb2.MANAGER
-            node.status.state = types_pb2.NodeStatus.READY
             tx.update(node)
 
         try:

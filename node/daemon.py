@@ -122,7 +122,7 @@ def _own_node(state: NodeState, credentials: NodeCredentials) -> objects_pb2.Nod
     node.certificate.cn = state.node_id
     node.spec.desired_role = types_pb2.MANAGER
     node.description.hostname = state.hostname
-    node.status.state = types_pb2.NodeStatus.READY
+    node.status.state = types_pb2.NodeStatus.UNKNOWN  # READY once its agent has a session
     node.status.addr = state.remote_api.rpartition(":")[0]
     node.manager_status.raft_id = 1
     node.manager_status.addr = state.remote_api
