@@ -103,6 +103,9 @@ async def run(target: str, command: str, args: list[str]) -> Any:
             )
             await control.UpdateService(update)
             return {"ok": True}
+        if command == "services":
+            services = (await control.ListServices(control_pb2.ListServicesRequest())).services
+            return sorted(s.spec.annotations.name for s in services)
         if command == "service":
             service = (
                 await control.GetService(control_pb2.GetServiceRequest(service_id=args[0]))
@@ -139,7 +142,7 @@ async def run(target: str, command: str, args: list[str]) -> Any:
                     continue
                 acked.append(name)
                 print(json.dumps({"acked": name}), flush=True)
-            return {"acked": len(acked)}
+            return {"acknowledged": len(acked)}
         raise SystemExit(f"unknown command {command}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
 
 SWARMD = str(Path(sys.executable).parent / "swarmd")
+CONTROL_TOOL = Path(__file__).with_name("control_tool.py")
+FAKE_AGENT = Path(__file__).with_name("fake_agent.py")
 TOKEN = re.compile(r"Join (workers|managers): +swarmd join --token (\S+) (\S+)")
 
 
@@ -48,6 +51,7 @@ class SwarmCluster:
     logs: Path
     daemons: dict[str, Daemon] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    agents: dict[str, tuple[subprocess.Popen[Any], Path]] = field(default_factory=dict)
     join_address: str = ""
 
     def state_dir(self, machine: Machine) -> Path:
@@ -107,12 +111,64 @@ class SwarmCluster:
         daemon.wait_for(r"serving on")
         return daemon
 
+    def control(self, machine: Machine, *args: str, expect_ok: bool = True) -> Any:
+        """Run the Control test client on `machine` (its manager's unix socket by default)."""
+        target = (
+            args[0]
+            if args and args[0].startswith("tls:")
+            else str(self.state_dir(machine) / "swarmd.sock")
+        )
+        rest = args[1:] if args and args[0].startswith("tls:") else args
+        process = self.lab.run(
+            machine,
+            [sys.executable, str(CONTROL_TOOL), target, *rest],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = process.communicate(timeout=60)
+        if expect_ok:
+            assert process.returncode == 0, (args, out, err)
+        return json.loads(out.strip().splitlines()[-1]) if out.strip() else None
+
+    def start_agent(self, machine: Machine, managers: list[Machine]) -> subprocess.Popen[Any]:
+        """A fake agent on `machine`, joined as a worker, that knows `managers`."""
+        log = self.logs / f"agent-{machine.name}-{int(time.time() * 1000)}.log"
+        out: IO[Any] = open(log, "w")  # noqa: SIM115 - the agent writes it while it runs
+        apis = ",".join(f"{m.record.ip}:4242" for m in managers)
+        process = self.lab.run(
+            machine,
+            [
+                sys.executable,
+                str(FAKE_AGENT),
+                str(machine.state_dir / "fake-agent"),
+                self.join_address,
+                self.tokens["workers"],
+                apis,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        out.close()
+        self.agents[machine.name] = (process, log)
+        return process
+
+    def kill_agent(self, machine: Machine) -> None:
+        process, _ = self.agents.pop(machine.name)
+        process.kill()
+        process.wait(timeout=10)
+
     def kill(self, machine: Machine) -> None:
         daemon = self.daemons.pop(machine.name)
         daemon.process.send_signal(signal.SIGKILL)
         daemon.process.wait(timeout=10)
 
     def stop_all(self) -> None:
+        for process, _ in self.agents.values():
+            process.kill()
+            process.wait(timeout=10)
+        self.agents.clear()
         for daemon in self.daemons.values():
             daemon.process.kill()
             daemon.process.wait(timeout=10)
