@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
 from tests.integration.manager.swarm_cluster import SWARMD, SwarmCluster
 
@@ -83,3 +84,58 @@ def test_a_wrong_or_rotated_token_cannot_join(cluster: SwarmCluster) -> None:
     assert err.startswith("swarmd: error: ") and "Traceback" not in err
     assert "PERMISSION_DENIED" in err or "refused" in err.lower()
     assert not (cluster.state_dir(two) / "node.json").exists()
+
+
+def test_five_managers_survive_two_leader_kills(
+    make_lab: Callable[[int], LabHandle], tmp_path: Path
+) -> None:
+    lab = make_lab(5)
+    swarm = SwarmCluster(lab, tmp_path)
+    try:
+        first, *others = lab.machines
+        swarm.init(first)
+        for machine in others:
+            swarm.join(machine)
+        alive = list(lab.machines)
+        for kill in range(2):  # 5 -> 4 -> 3 members up: still a quorum of 5
+            leader = _current_leader(swarm, alive)
+            swarm.kill(leader)
+            alive.remove(leader)
+            writer = alive[0]
+            name = f"svc{kill}"
+            deadline = time.monotonic() + 30
+            while not _try_create(swarm, writer, name):
+                assert time.monotonic() < deadline, f"no write accepted after kill {kill + 1}"
+                time.sleep(0.1)
+        for machine in alive:
+            deadline = time.monotonic() + 30
+            while (names := _services(swarm, machine)) != ["svc0", "svc1"]:
+                assert time.monotonic() < deadline, (machine.name, names)
+                time.sleep(0.1)
+    finally:
+        swarm.stop_all()
+
+
+def _current_leader(swarm: SwarmCluster, alive: list[Machine]) -> Machine:
+    """The live manager that most recently became leader (highest term in its log)."""
+    deadline = time.monotonic() + 30
+    while True:
+        terms = [
+            (term, machine)
+            for machine in alive
+            for name, term in _leader_terms(swarm)
+            if name == machine.name
+        ]
+        if terms:
+            return max(terms, key=lambda found: found[0])[1]
+        assert time.monotonic() < deadline, "no leader among the live managers"
+        time.sleep(0.1)
+
+
+def _try_create(swarm: SwarmCluster, machine: Machine, name: str) -> bool:
+    answer = swarm.control(machine, "create", name, "0", "busybox", expect_ok=False)
+    return isinstance(answer, dict) and "id" in answer
+
+
+def _services(swarm: SwarmCluster, machine: Machine) -> object:
+    return swarm.control(machine, "services", expect_ok=False)
