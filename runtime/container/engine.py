@@ -9,6 +9,7 @@ system calls (see init and shim).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import select
@@ -65,6 +66,20 @@ class Network(Protocol):
     ) -> dict[str, Any]: ...
 
     def detach(self, container_id: str) -> None: ...
+
+
+def _remove_tree(path: Path, attempts: int = 5) -> None:
+    """rmtree that outlasts a late writer (a clean-up command finishing its last write)."""
+    for attempt in range(attempts):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY or attempt == attempts - 1:
+                raise
+            time.sleep(0.01)
 
 
 def now_rfc3339() -> str:
@@ -451,7 +466,7 @@ class Engine:
                 self.wait(d.id, timeout=10)
         with d.locked():
             self._cleanup(d, d.config())
-            shutil.rmtree(d.path)
+            _remove_tree(d.path)
 
     def cleanup(self, name_or_id: str) -> None:
         """Release what an ended container held (network, cgroup); keep its record and files."""

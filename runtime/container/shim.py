@@ -13,6 +13,7 @@ container outlives whoever started it. Pipes carry the handshake:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import select
@@ -96,6 +97,14 @@ def _read_until_eof(fd: int, deadline: float, what: str) -> bytes:
         chunks.append(data)
 
 
+def _close_all_but(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, already gone
+                os.close(fd)
+
+
 def _close(*fds: int) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
@@ -129,8 +138,13 @@ def _run_shim(
     os.dup2(null, 1)
     os.dup2(shim_log, 2)
     _close(null, shim_log)
+    # Nothing else of the engine's may live on here: a descriptor holding a lock (another
+    # thread's flock, say) would keep it held for as long as the container runs.
+    keep = {0, 1, 2, pid_w, *streams, *dataclasses.astuple(fds)}
+    if attach_fd is not None:
+        keep.add(attach_fd)
+    _close_all_but(keep)
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    _close(*engine_ends)
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     sc.unshare(sc.CLONE_NEWPID)
     pid = os.fork()
@@ -198,6 +212,7 @@ def launch(
     if listener is not None:
         listener.close()
     deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    go_open = True
     try:
         raw_pid = _read_until_eof(pid_r, deadline, "the shim")
         if not raw_pid:
@@ -210,10 +225,11 @@ def launch(
             raise ContainerError(error.decode(errors="replace") or "the container failed to start")
         before_exec(pid)
         os.write(go_w, b"1")
-        _close(go_w)
+        os.close(go_w)
+        go_open = False  # never close a number twice: another thread may own it by now
         error = _read_until_eof(error_r, deadline, "the container to start")
         if error:
             raise ContainerError(error.decode(errors="replace"))
         return Launched(pid=pid, shim_pid=shim_pid)
     finally:
-        _close(ready_r, go_w, error_r, pid_r)
+        _close(ready_r, error_r, pid_r, *([go_w] if go_open else []))
