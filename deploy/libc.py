@@ -6,7 +6,6 @@ Called through ctypes with errno kept, so failures raise OSError with the real e
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 CLONE_NEWNS = 0x00020000
@@ -16,7 +15,7 @@ CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MNT_DETACH = 0x2
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc; find_library forks ldconfig
 _libc.mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,

@@ -7,7 +7,6 @@ allocate little and take no Python-level locks.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -45,7 +44,7 @@ _SYS = {
     "aarch64": {"pivot_root": 41, "capset": 91},
 }[platform.machine()]
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc; find_library forks ldconfig
 _libc.mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,

@@ -8,7 +8,6 @@ sockets it opens (netlink included) belong to that namespace, and the caller sta
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import threading
@@ -22,7 +21,7 @@ NS_GET_NSTYPE = 0xB703  # ioctl: which kind of namespace an nsfs file is
 
 T = TypeVar("T")
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc; find_library forks ldconfig
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
