@@ -27,13 +27,10 @@ from manager.ca.auth import AuthorizationInterceptor, Authorizer, Policy
 from manager.ca.client import NodeCredentials
 from manager.ca.cluster_ca import ClusterCA
 from manager.ca.pem import certificate_pem, private_key_pem
+from manager.ca.roles import Role
 from manager.ca.server import CA_POLICIES, add_ca_services
 from manager.ca.store_registry import StoreNodeRegistry
-from manager.ca.tls import (
-    MANAGER_CHANNEL_OPTIONS,
-    join_server_credentials,
-    mutual_tls_server_credentials,
-)
+from manager.ca.tls import MANAGER_CHANNEL_OPTIONS
 from manager.controlapi import (
     CONTROL_POLICIES,
     ControlServicer,
@@ -50,6 +47,8 @@ from manager.orchestrator import Orchestrators
 from manager.raft import Raft, RaftConfig
 from manager.raft_membership import POLICIES as RAFT_POLICIES
 from manager.raft_membership import RaftMembershipServicer
+from manager.reloadable_tls import ReloadableServerCredentials
+from manager.role_manager import RaftRemovalCheck, RoleManager
 from manager.scheduler.service import SchedulerService
 from manager.store import Store
 from shoal.v1 import objects_pb2, raft_pb2_grpc
@@ -115,6 +114,7 @@ class Manager:
         self.health = health.aio.HealthServicer()
         self.leader_channels: StoreLeaderChannels | None = None
         self._servers: list[grpc.aio.Server] = []
+        self._server_tls: list[ReloadableServerCredentials] = []
         self.ready = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -177,6 +177,7 @@ class Manager:
             Allocator(self.store),
             SchedulerService(self.store),
             Orchestrators(self.store),
+            RoleManager(self.store, self.raft, self.config.raft_address),
         ]
         async with asyncio.TaskGroup() as group:
             for subsystem in subsystems:
@@ -197,17 +198,20 @@ class Manager:
             **DISPATCHER_POLICIES,
             **CONTROL_POLICIES,
         }
-        credentials = self.credentials
 
         def connect(address: str) -> grpc.aio.Channel:
             return grpc.aio.secure_channel(
-                address, credentials.channel_credentials(), MANAGER_CHANNEL_OPTIONS
+                address, self.credentials.channel_credentials(), MANAGER_CHANNEL_OPTIONS
             )
 
         self.leader_channels = StoreLeaderChannels(self.store, connect)
-        self.control = ControlServicer(self.store, leader_channel=self.leader_channels)
+        self.control = ControlServicer(
+            self.store,
+            leader_channel=self.leader_channels,
+            raft_member=RaftRemovalCheck(self.raft, self.config.raft_address),
+        )
 
-        def build(credentials: grpc.ServerCredentials, address: str) -> grpc.aio.Server:
+        def build(tls: ReloadableServerCredentials, address: str) -> grpc.aio.Server:
             assert self.authorizer is not None
             server = grpc.aio.server(
                 interceptors=[AuthorizationInterceptor(self.authorizer, policies)]
@@ -220,20 +224,30 @@ class Manager:
             add_dispatcher_service(server, self.dispatcher, certificate_identity(self.authorizer))
             add_control_service(server, self.control)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-            server.add_secure_port(address, credentials)
+            server.add_secure_port(address, tls.credentials)
             return server
 
-        root_pem = self.ca.root.cert_pem
-        cluster = build(
-            mutual_tls_server_credentials(root_pem, cert_pem, key_pem),
-            self.config.remote_api_address,
-        )
-        join = build(join_server_credentials(cert_pem, key_pem), self.config.join_address)
+        cluster_tls = ReloadableServerCredentials(cert_pem, key_pem, self.ca.root.cert_pem)
+        join_tls = ReloadableServerCredentials(cert_pem, key_pem, None)
+        self._server_tls = [cluster_tls, join_tls]
+        cluster = build(cluster_tls, self.config.remote_api_address)
+        join = build(join_tls, self.config.join_address)
         self._servers = [cluster, join]
         for server in self._servers:
             await server.start()
         if self.config.control_socket is not None:
             await self._serve_control_socket(self.config.control_socket)
+
+    def reload_credentials(self, credentials: NodeCredentials) -> None:
+        """Serve and dial with a renewed manager certificate from now on (new connections;
+        established ones keep the old certificate, still valid)."""
+        if credentials.identity.role is not Role.MANAGER:
+            raise ValueError("a manager serves only with a manager certificate")
+        self.credentials = credentials
+        cert_pem = certificate_pem(credentials.certificate)
+        key_pem = private_key_pem(credentials.key)
+        for tls in self._server_tls:
+            tls.replace(cert_pem, key_pem)
 
     async def _serve_control_socket(self, path: Path) -> None:
         """Control for local root (`swarmctl` on a manager): file mode 0600, owner root."""

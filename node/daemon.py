@@ -24,6 +24,7 @@ from manager.ca.tls import MANAGER_CHANNEL_OPTIONS, write_private_file
 from manager.manager import Manager, ManagerConfig
 from manager.store import EventAction, Kind, ReadTx, Store, WriteTx
 from node.identity import Identity, NodeState
+from node.renewal import CertificateRenewal
 from shoal.v1 import objects_pb2, raft_pb2, raft_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ JOIN_ATTEMPTS = 5
 
 class SwarmdError(Exception):
     """A problem the user can fix; swarmd prints it as one line."""
+
+
+class _Demoted(Exception):
+    """The renewed certificate is a worker's: this node's manager stops."""
 
 
 @dataclass
@@ -237,10 +242,25 @@ async def run(state_dir: Path, joining: bool = False) -> None:
     async def on_leader() -> None:
         await _bootstrap_cluster(manager, identity, state)
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(manager.run(on_leader))
-        group.create_task(_track_peers(manager.store, identity, state))
-        await manager.ready.wait()
-        log.info("manager %s serving on %s", state.node_id, state.remote_api)
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(state_dir / "swarmd.sock", 0o600)
+    async def renewed(credentials: NodeCredentials) -> None:
+        if credentials.identity.role is not Role.MANAGER:
+            raise _Demoted()
+        manager.reload_credentials(credentials)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(manager.run(on_leader))
+            group.create_task(_track_peers(manager.store, identity, state))
+            await manager.ready.wait()
+            log.info("manager %s serving on %s", state.node_id, state.remote_api)
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(state_dir / "swarmd.sock", 0o600)
+            group.create_task(CertificateRenewal(identity, state, renewed).run())
+    except ExceptionGroup as failure:
+        _, other = failure.split(_Demoted)
+        if other is not None:
+            raise other from None
+        raise SwarmdError(
+            "this node was demoted to a worker and its manager stopped; worker nodes run "
+            "the agent, which swarmd does not start yet"
+        ) from None

@@ -42,11 +42,14 @@ class Identity:
         return (self.state_dir / "node.json").exists()
 
     def save(self, credentials: NodeCredentials, state: NodeState) -> None:
+        self.save_credentials(credentials)
+        self.save_state(state)
+
+    def save_credentials(self, credentials: NodeCredentials) -> None:
         self.certs.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_private_file(self.certs / "node.key", private_key_pem(credentials.key))
         write_private_file(self.certs / "node.crt", certificate_pem(credentials.certificate))
         write_private_file(self.certs / "root.crt", credentials.root.cert_pem)
-        self.save_state(state)
 
     def save_state(self, state: NodeState) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

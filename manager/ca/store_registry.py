@@ -43,10 +43,12 @@ class StoreNodeRegistry:
             raise RegistryUnavailable(f"the node registry refused the change: {exc}") from None
 
     async def node_role(self, node_id: str) -> Role | None:
+        """The role the cluster has carried out (`role`, not `spec.desired_role`): a demoted
+        manager gets a worker certificate only once it has left raft (manager/role_manager)."""
         node = self.store.view(lambda tx: tx.get(objects_pb2.Node, node_id))
         if node is None:
             return None
-        return Role.from_proto(node.spec.desired_role or node.role)
+        return Role.from_proto(node.role)
 
     async def set_certificate(self, node_id: str, certificate: types_pb2.Certificate) -> None:
         def update(tx: WriteTx) -> None:
