@@ -68,6 +68,12 @@ address_options = [
     ),
     click.option("--hostname", default=None, help="The node's name (default: the host's)."),
 ]
+metrics_option = click.option(
+    "--listen-metrics",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics.",
+)
 
 
 def _with_address_options(fn: Any) -> Any:
@@ -87,18 +93,20 @@ def main(log_level: str) -> None:
 @state_dir_option
 @_with_address_options
 @click.option("--run/--no-run", "then_run", default=True, help="Start serving right away.")
+@metrics_option
 def init(
     state_dir: Path,
     advertise_addr: str,
     listen_remote_api: str | None,
     hostname: str | None,
     then_run: bool,
+    listen_metrics: str | None,
 ) -> None:
     """Start a new cluster with this node as its first manager."""
     addresses = _addresses(advertise_addr, listen_remote_api)
     _run(daemon.init(state_dir, addresses, hostname))
     if then_run:
-        _run(daemon.run(state_dir))
+        _run(daemon.run(state_dir, metrics_address=listen_metrics))
 
 
 @main.command()
@@ -112,6 +120,7 @@ def init(
     help="A manager's cluster API (default: the join address's host, port 4242).",
 )
 @click.option("--run/--no-run", "then_run", default=True, help="Start serving right away.")
+@metrics_option
 @click.argument("join_address")
 def join(
     state_dir: Path,
@@ -121,17 +130,19 @@ def join(
     token: str,
     manager_api: str | None,
     then_run: bool,
+    listen_metrics: str | None,
     join_address: str,
 ) -> None:
     """Join a cluster through a manager's JOIN_ADDRESS (host:port of its join API)."""
     addresses = _addresses(advertise_addr, listen_remote_api)
     _run(daemon.join(state_dir, token, join_address, addresses, hostname, manager_api))
     if then_run:
-        _run(daemon.run(state_dir, joining=True))
+        _run(daemon.run(state_dir, joining=True, metrics_address=listen_metrics))
 
 
 @main.command("run")
 @state_dir_option
-def run_(state_dir: Path) -> None:
+@metrics_option
+def run_(state_dir: Path, listen_metrics: str | None) -> None:
     """Start this node again from its state directory."""
-    _run(daemon.run(state_dir))
+    _run(daemon.run(state_dir, metrics_address=listen_metrics))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 
+from agent.agent import Agent, AgentConfig
 from manager import cluster_state
 from manager.ca import base36
 from manager.ca.certificates import create_csr, generate_node_key
@@ -25,6 +26,8 @@ from manager.manager import Manager, ManagerConfig
 from manager.store import EventAction, Kind, ReadTx, Store, WriteTx
 from node.identity import Identity, NodeState
 from node.renewal import CertificateRenewal
+from runtime import metrics as runtime_metrics
+from runtime.config import env_list
 from shoal.v1 import objects_pb2, raft_pb2, raft_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -170,7 +173,8 @@ async def join(
         identity.save(credentials, state)
         write_private_file(_raft_key_file(identity), response.raft_key)
     else:
-        state.managers = [manager_api] if manager_api else []
+        join_host = join_address.rpartition(":")[0]
+        state.managers = [manager_api or f"{join_host}:{addresses.remote_api_port}"]
         identity.save(credentials, state)
     role = node.role.name.lower()
     print(f"This node joined cluster {node.cluster_id} as a {role} ({node.node_id}).")
@@ -228,13 +232,51 @@ async def _track_peers(store: Store, identity: Identity, state: NodeState) -> No
         events.close()
 
 
-async def run(state_dir: Path, joining: bool = False) -> None:
+class _CredentialsHolder:
+    """The node's current credentials: renewal replaces them, new channels use them."""
+
+    def __init__(self, credentials: NodeCredentials) -> None:
+        self.current = credentials
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(
+            address, self.current.channel_credentials(), MANAGER_CHANNEL_OPTIONS
+        )
+
+
+def agent_config(state_dir: Path, state: NodeState, holder: _CredentialsHolder) -> AgentConfig:
+    """Every node runs an agent; its engine keeps images and containers in the state dir."""
+    return AgentConfig(
+        node_id=state.node_id,
+        managers=tuple(state.managers or [state.remote_api]),
+        channel_factory=holder.channel,
+        engine_root=state_dir / "engine",
+        hostname=state.hostname,
+        insecure_registries=env_list("SHOAL_INSECURE_REGISTRIES"),
+    )
+
+
+def serve_metrics(address: str | None) -> None:
+    """Prometheus metrics of this process (manager, agent, engine) on http://ADDRESS/metrics."""
+    if not address:
+        return
+    from prometheus_client import start_http_server
+
+    runtime_metrics.enable()
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0")
+
+
+async def run(state_dir: Path, joining: bool = False, metrics_address: str | None = None) -> None:
     identity = Identity(state_dir)
     if not identity.exists:
         raise SwarmdError(f"{state_dir} holds no node: create one with `swarmd init` or join")
     credentials, state = identity.load()
+    holder = _CredentialsHolder(credentials)
+    serve_metrics(metrics_address)
     if state.role != Role.MANAGER.ou:
-        raise SwarmdError("worker nodes run the agent, which is not built yet (issue 5)")
+        await _run_worker(identity, state, holder)
+        return
     raft_key = _raft_key_file(identity).read_bytes()
     fresh_join = joining or (not (state_dir / "raft").exists() and bool(state.raft_peers))
     manager = Manager(manager_config(state_dir, state, fresh_join), credentials, raft_key)
@@ -243,6 +285,7 @@ async def run(state_dir: Path, joining: bool = False) -> None:
         await _bootstrap_cluster(manager, identity, state)
 
     async def renewed(credentials: NodeCredentials) -> None:
+        holder.current = credentials
         if credentials.identity.role is not Role.MANAGER:
             raise _Demoted()
         manager.reload_credentials(credentials)
@@ -256,11 +299,22 @@ async def run(state_dir: Path, joining: bool = False) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(state_dir / "swarmd.sock", 0o600)
             group.create_task(CertificateRenewal(identity, state, renewed).run())
+            group.create_task(Agent(agent_config(state_dir, state, holder)).run())
     except ExceptionGroup as failure:
         _, other = failure.split(_Demoted)
         if other is not None:
             raise other from None
         raise SwarmdError(
-            "this node was demoted to a worker and its manager stopped; worker nodes run "
-            "the agent, which swarmd does not start yet"
+            "this node was demoted to a worker and its manager stopped: start it again with "
+            "`swarmd run` to continue as a worker"
         ) from None
+
+
+async def _run_worker(identity: Identity, state: NodeState, holder: _CredentialsHolder) -> None:
+    async def renewed(credentials: NodeCredentials) -> None:
+        holder.current = credentials
+
+    log.info("worker %s: agent starting, managers %s", state.node_id, state.managers)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(Agent(agent_config(identity.state_dir, state, holder)).run())
+        group.create_task(CertificateRenewal(identity, state, renewed).run())

@@ -32,10 +32,13 @@ def channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(f"unix://{target}")
 
 
-def service_spec(name: str, replicas: int, image: str) -> specs_pb2.ServiceSpec:
+def service_spec(
+    name: str, replicas: int, image: str, args: list[str] | None = None
+) -> specs_pb2.ServiceSpec:
     spec = specs_pb2.ServiceSpec()
     spec.annotations.name = name
     spec.task.container.image = image
+    spec.task.container.args.extend(args or [])
     spec.replicated_service.replicas = replicas
     spec.task.restart.delay.seconds = 0
     return spec
@@ -78,7 +81,7 @@ async def run(target: str, command: str, args: list[str]) -> Any:
             )
             return {"ok": True}
         if command == "create":
-            spec = service_spec(args[0], int(args[1]), args[2])
+            spec = service_spec(args[0], int(args[1]), args[2], args[3:])
             created = await control.CreateService(control_pb2.CreateServiceRequest(spec=spec))
             return {"id": created.service.id}
         if command in ("scale", "update-image", "rollback"):
