@@ -60,12 +60,9 @@ class SwarmCluster:
     def _start(self, machine: Machine, *args: str) -> Daemon:
         log = self.logs / f"{machine.name}-{len(self.daemons)}-{int(time.time() * 1000)}.log"
         out: IO[Any] = open(log, "w")  # noqa: SIM115 - the daemon writes it while it runs
-        process = self.lab.run(
-            machine,
-            [SWARMD, *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        env = {**self.lab.env(machine), "SHOAL_INSECURE_REGISTRIES": self.lab.registry}
+        process = machine.popen(
+            [SWARMD, *args], env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         out.close()
         daemon = Daemon(machine, process, log)
@@ -103,12 +100,12 @@ class SwarmCluster:
             self.tokens[role],
             self.join_address,
         )
-        daemon.wait_for(r"serving on")
+        daemon.wait_for(r"serving on" if role == "managers" else r"session \S+ open")
         return daemon
 
-    def restart(self, machine: Machine) -> Daemon:
+    def restart(self, machine: Machine, ready: str = r"serving on") -> Daemon:
         daemon = self._start(machine, "run", "-d", str(self.state_dir(machine)))
-        daemon.wait_for(r"serving on")
+        daemon.wait_for(ready)
         return daemon
 
     def control(self, machine: Machine, *args: str, expect_ok: bool = True) -> Any:
