@@ -32,10 +32,17 @@ def swarm(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[Swar
             cluster.join(machine)
         for machine in agents:
             cluster.start_agent(machine, managers)
-        until(
-            lambda: sum(n["state"] == "READY" for n in cluster.control(managers[0], "nodes")) == 2,
-            what="both agents READY",
-        )
+
+        def fake_agents_ready() -> bool:
+            nodes = cluster.control(managers[0], "nodes")
+            fakes = [n for n in nodes if n["hostname"].startswith("fake-")]
+            return len(fakes) == 2 and all(n["state"] == "READY" for n in fakes)
+
+        until(fake_agents_ready, what="both fake agents READY")
+        # The managers run real agents too: keep tasks (fake images) on the fake agents.
+        for node in cluster.control(managers[0], "nodes"):
+            if node["role"] == "MANAGER":
+                cluster.control(managers[0], "drain", node["id"])
         yield cluster
     finally:
         cluster.stop_all()

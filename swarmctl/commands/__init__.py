@@ -1,0 +1,1 @@
+"""The command groups of swarmctl, one module per kind of object."""

@@ -1,0 +1,133 @@
+"""Waiting for a service to converge: "web: 3/6 running", redrawn in place on a terminal.
+
+Counts the tasks made from the service's current spec that the agents report RUNNING and
+stops when they reach the desired number, when one of them fails (its error is the reason),
+or when the deadline passes (exit 1 with what is missing).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from shoal.v1 import control_pb2, objects_pb2, specs_pb2, types_pb2
+from swarmctl.connection import Control
+from swarmctl.errors import SwarmctlError
+
+POLL_INTERVAL_S = 0.2
+FAILED_STATES = (types_pb2.FAILED, types_pb2.REJECTED)
+
+
+IN_PROGRESS = (types_pb2.UpdateStatus.UPDATING, types_pb2.UpdateStatus.ROLLBACK_STARTED)
+
+
+@dataclass(frozen=True)
+class Progress:
+    running: int
+    desired: int
+    failure: str = ""
+    # A rolling update (or rollback) still replacing tasks or watching the new ones.
+    updating: bool = False
+
+    @property
+    def done(self) -> bool:
+        return not self.failure and not self.updating and self.running == self.desired
+
+    def describe(self, name: str) -> str:
+        updating = " (update in progress)" if self.updating else ""
+        return f"{name}: {self.running}/{self.desired} running{updating}"
+
+
+def _placement_free(spec: specs_pb2.TaskSpec) -> specs_pb2.TaskSpec:
+    copy = specs_pb2.TaskSpec()
+    copy.CopyFrom(spec)
+    copy.placement.ClearField("constraints")
+    return copy
+
+
+def is_current(service: objects_pb2.Service, task: objects_pb2.Task) -> bool:
+    """Made from the service's spec: same spec version, or a spec the orchestrator keeps
+    (a scale changes the version but not the task template; a change of constraints alone
+    keeps the tasks whose nodes still qualify)."""
+    if task.spec_version.index == service.spec_version.index:
+        return True
+    if task.HasField("endpoint") and task.endpoint.spec != service.spec.endpoint:
+        return False
+    return _placement_free(task.spec) == _placement_free(service.spec.task)
+
+
+def progress_of(service: objects_pb2.Service, tasks: list[objects_pb2.Task]) -> Progress:
+    current = [task for task in tasks if is_current(service, task)]
+    wanted = [task for task in current if task.desired_state == types_pb2.RUNNING]
+    running = sum(task.status.state == types_pb2.RUNNING for task in wanted)
+    if service.spec.HasField("replicated_service"):
+        desired = service.spec.replicated_service.replicas
+    else:
+        desired = len(wanted)
+    for task in current:
+        if task.status.state in FAILED_STATES:
+            reason = (
+                task.status.err
+                or task.status.message
+                or types_pb2.TaskState.Name(task.status.state)
+            )
+            return Progress(running, desired, f"task {task.id} failed: {reason}")
+    return Progress(running, desired, updating=service.update_status.state in IN_PROGRESS)
+
+
+def wait_converged(
+    control: Control,
+    service_id: str,
+    timeout_s: float,
+    written_version: int = 0,
+    out: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Polls until converged; raises SwarmctlError on a failed task or at the deadline.
+
+    `written_version` is the service's meta.version our write produced: a follower that has
+    not applied it yet shows an older service, which must not count as converged.
+    """
+    out = out or sys.stderr
+    deadline = clock() + timeout_s
+    interactive = out.isatty()
+    line = ""
+    for _ in range(int(timeout_s / POLL_INTERVAL_S) + 2):
+        service = _service(control, service_id)
+        if service is None or service.meta.version < written_version:  # a lagging follower
+            line = f"{service_id}: waiting for the service to show"
+            progress = Progress(0, 1)
+        else:
+            filters = control_pb2.ListTasksRequest.Filters(service_ids=[service_id])
+            request = control_pb2.ListTasksRequest(filters=filters)
+            progress = progress_of(service, list(control.call("ListTasks", request).tasks))
+            line = progress.describe(service.spec.annotations.name)
+        if interactive:
+            out.write(f"\r\x1b[K{line}")
+            out.flush()
+        if progress.failure:
+            _finish(out, interactive, line)
+            raise SwarmctlError(f"{line}; {progress.failure}")
+        if progress.done:
+            _finish(out, interactive, line)
+            return
+        if clock() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL_S)
+    _finish(out, interactive, line)
+    raise SwarmctlError(f"not converged after {timeout_s:g}s: {line}")
+
+
+def _service(control: Control, service_id: str) -> objects_pb2.Service | None:
+    filters = control_pb2.ListServicesRequest.Filters(id_prefixes=[service_id])
+    request = control_pb2.ListServicesRequest(filters=filters)
+    found = [s for s in control.call("ListServices", request).services if s.id == service_id]
+    return found[0] if found else None
+
+
+def _finish(out: TextIO, interactive: bool, line: str) -> None:
+    out.write("\n" if interactive else f"{line}\n")
+    out.flush()
