@@ -53,12 +53,7 @@ proto: setup
 	$(BIN)/python proto/gen.py
 
 demo: setup
-	$(BIN)/swarm-machine lab up --name demo --machines 5
-	@echo
-	@echo "Each machine reaches the registry and the others; for example, from demo-node1:"
-	$(BIN)/swarm-machine ssh demo-node1 -- sh -c 'busybox wget -qO- http://$$SWARM_MACHINE_REGISTRY/v2/busybox/tags/list'
-	@echo
-	@echo "Remove it all with: make demo-down"
+	$(BIN)/python -m deploy.demo
 
 demo-down: setup
 	$(BIN)/swarm-machine lab down demo

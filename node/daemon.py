@@ -97,9 +97,18 @@ async def init(state_dir: Path, addresses: Addresses, hostname: str | None) -> N
     # until it is committed, it waits on disk, readable by root only.
     cluster = cluster_state.new_cluster(ca)
     write_private_file(_bootstrap_file(identity), cluster.SerializeToString())
-    print(f"Cluster {ca.cluster_id} initialized; this node ({node_id}) is its first manager.")
-    print(f"Join workers:  swarmd join --token {ca.join_tokens.worker} {state.join_address}")
-    print(f"Join managers: swarmd join --token {ca.join_tokens.manager} {state.join_address}")
+    print(
+        f"Cluster {ca.cluster_id} initialized; this node ({node_id}) is its first manager.",
+        flush=True,
+    )
+    print(
+        f"Join workers:  swarmd join --token {ca.join_tokens.worker} {state.join_address}",
+        flush=True,
+    )
+    print(
+        f"Join managers: swarmd join --token {ca.join_tokens.manager} {state.join_address}",
+        flush=True,
+    )
 
 
 def _bootstrap_file(identity: Identity) -> Path:
@@ -177,7 +186,7 @@ async def join(
         state.managers = [manager_api or f"{join_host}:{addresses.remote_api_port}"]
         identity.save(credentials, state)
     role = node.role.name.lower()
-    print(f"This node joined cluster {node.cluster_id} as a {role} ({node.node_id}).")
+    print(f"This node joined cluster {node.cluster_id} as a {role} ({node.node_id}).", flush=True)
 
 
 async def _raft_join(

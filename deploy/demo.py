@@ -1,0 +1,140 @@
+"""`make demo`: a lab of 3 managers and 2 workers running a busybox web service.
+
+Drives Shoal's programs as a user would: swarm-machine for the machines, swarmd on each
+(started in the background inside its machine, logging to its state dir), swarmctl for the
+services. `make demo-down` (swarm-machine lab down demo) removes all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+LAB = "demo"
+MANAGERS, WORKERS = 3, 2
+TOKEN = re.compile(r"Join (workers|managers): +swarmd join --token (\S+) (\S+)")
+
+
+def sm(*args: str, check: bool = True) -> str:
+    result = subprocess.run([str(BIN / "swarm-machine"), *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise SystemExit(f"swarm-machine {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def on(machine: str, *argv: str, check: bool = True) -> str:
+    return sm("ssh", machine, "--", *argv, check=check)
+
+
+def start_swarmd(machine: str, registry: str, *args: str) -> Path:
+    """swarmd in the background inside `machine`; returns its log file."""
+    info = json.loads(sm("inspect", machine))
+    state = Path(info["state_dir"]) / "swarmd"
+    state.mkdir(parents=True, exist_ok=True)
+    log = state.parent / "swarmd.log"
+    command = (
+        f"exec {BIN / 'swarmd'} {' '.join(args)} -d {state} --advertise-addr {info['address']}"
+        f" --hostname {machine} --listen-metrics {info['address']}:9100 > {log} 2>&1"
+    )
+    subprocess.Popen(
+        [str(BIN / "swarm-machine"), "ssh", machine, "--", "sh", "-c", command],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={"SHOAL_INSECURE_REGISTRIES": registry, "PATH": "/usr/bin:/bin"},
+    )
+    return log
+
+
+def wait_for(log: Path, pattern: str, seconds: float = 60) -> re.Match[str]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if log.exists() and (match := re.search(pattern, log.read_text())):
+            return match
+        time.sleep(0.1)
+    raise SystemExit(f"swarmd did not come up ({pattern!r} not in {log}):\n{log.read_text()}")
+
+
+def swarmctl(*args: str) -> str:
+    socket = Path(json.loads(sm("inspect", f"{LAB}-node1"))["state_dir"]) / "swarmd/swarmd.sock"
+    return on(f"{LAB}-node1", str(BIN / "swarmctl"), "-s", str(socket), *args)
+
+
+def main() -> None:
+    status = json.loads(sm("lab", "status", LAB, "--format", "json"))
+    if status["state"] != "down":
+        raise SystemExit(f"lab {LAB} is already up: `make demo-down` first")
+    status = json.loads(
+        sm("lab", "up", "--name", LAB, "--machines", str(MANAGERS + WORKERS), "--format", "json")
+    )
+    registry = status["registry"]
+    machines = [m["name"] for m in status["machines"]]
+    print(f"lab {LAB}: machines {', '.join(machines)}; registry {registry}")
+    log = start_swarmd(machines[0], registry, "init")
+    wait_for(log, r"serving on")
+    tokens = {kind: (token, address) for kind, token, address in TOKEN.findall(log.read_text())}
+    for machine in machines[1:MANAGERS]:
+        token, address = tokens["managers"]
+        wait_for(start_swarmd(machine, registry, "join", "--token", token, address), r"serving on")
+    for machine in machines[MANAGERS:]:
+        token, address = tokens["workers"]
+        joined = start_swarmd(machine, registry, "join", "--token", token, address)
+        wait_for(joined, r"session \S+ open")
+    print(swarmctl("node", "ls"))
+    image = f"{registry}/busybox:latest"
+    print(
+        swarmctl(
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "6",
+            image,
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/var/www",
+        )
+    )
+    print(
+        swarmctl(
+            "service",
+            "create",
+            "--name",
+            "hello",
+            "--replicas",
+            "1",
+            "--publish",
+            "mode=host,published=8080,target=80",
+            image,
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/var/www",
+        )
+    )
+    print(swarmctl("service", "ps", "web"))
+    tasks = json.loads(swarmctl("service", "ps", "hello", "--format", "json"))
+    task = next(t for t in tasks if t.get("status", {}).get("state") == "RUNNING")
+    nodes = json.loads(swarmctl("node", "ls", "--format", "json"))
+    host = next(n["description"]["hostname"] for n in nodes if n["id"] == task["node_id"])
+    address = json.loads(sm("inspect", host))["address"]
+    other = next(m for m in machines if m != host)
+    page = on(other, "busybox", "wget", "-qO-", f"http://{address}:8080/")
+    print(f"from {other}: GET http://{address}:8080/ (service hello on {host}) ->\n{page}")
+    print("Remove it all with: make demo-down")
+
+
+if __name__ == "__main__":
+    main()
