@@ -73,7 +73,10 @@ class Updater(Reconciler[str]):
         if run is not None and not run.task.done():
             if run.key == wanted:
                 return
-            self._cancel(key)  # superseded by a newer spec
+            # Superseded by a newer spec (or by a rollback to the spec the last finished run
+            # ended on: that run's record no longer says where the tasks are).
+            self._cancel(key)
+            self._done.pop(key, None)
         if self._done.get(key) == wanted:
             return
         assert self._group is not None, "the updater starts runs only while it runs"

@@ -91,9 +91,10 @@ async def serve(creds: NodeCredentials, manager: str, hostname: str) -> None:
                             await report(task, types_pb2.RUNNING)
                             reported[task.id] = types_pb2.RUNNING
                             say("running", task.id)
-                    elif (
+                    elif (  # asked to stop: whether it ran or never started, it is down now
                         task.desired_state > types_pb2.RUNNING
-                        and reported.get(task.id) == types_pb2.RUNNING
+                        and reported.get(task.id) != types_pb2.SHUTDOWN
+                        and task.status.state < types_pb2.COMPLETE
                     ):
                         await report(task, types_pb2.SHUTDOWN)
                         reported[task.id] = types_pb2.SHUTDOWN

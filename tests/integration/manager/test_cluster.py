@@ -113,6 +113,18 @@ def test_services_converge_scale_update_roll_back_and_leave_drained_nodes(
     status = swarm.control(leader, "service", web).get("updateStatus", {})
     assert status.get("state") in ("ROLLBACK_COMPLETED", "ROLLBACK_STARTED"), status
 
+    # A rollback requested while the next update is still in its monitor window.
+    swarm.control(leader, "update-image", web, "busybox:3", "1")
+    swarm.control(leader, "rollback", web)
+    until(
+        lambda: (
+            swarm.control(leader, "service", web).get("updateStatus", {}).get("state")
+            == "ROLLBACK_COMPLETED"
+            and {t["image"] for t in running(swarm, leader, web)} == {"busybox:1"}
+        ),
+        "the rollback of an update in progress",
+    )
+
     names = node_ids(swarm, leader)
     first_agent = names[f"fake-{_agent_node(swarm, 3)[:6]}"]
     swarm.control(leader, "scale", web, "4")
