@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -19,10 +20,23 @@ from node.daemon import Addresses, SwarmdError
 DEFAULT_STATE_DIR = Path("/var/lib/swarmd")
 
 
+async def _until_terminated(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run `coroutine`; SIGTERM or SIGINT cancel it, so every server, the raft node and the
+    agent stop cleanly (containers keep running: the next start adopts them)."""
+    task = asyncio.ensure_future(coroutine)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        logging.getLogger("swarmd").info("stopped")
+
+
 def _run(coroutine: Coroutine[Any, Any, None]) -> None:
     """Run swarmd's work; errors a user can fix end as one line and exit status 1."""
     try:
-        asyncio.run(coroutine)
+        asyncio.run(_until_terminated(coroutine))
     except (SwarmdError, CAError, OSError) as exc:
         click.echo(f"swarmd: error: {exc}", err=True)
         sys.exit(1)

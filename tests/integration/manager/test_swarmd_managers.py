@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -139,3 +140,14 @@ def _try_create(swarm: SwarmCluster, machine: Machine, name: str) -> bool:
 
 def _services(swarm: SwarmCluster, machine: Machine) -> object:
     return swarm.control(machine, "services", expect_ok=False)
+
+
+def test_sigterm_stops_swarmd_cleanly_and_it_starts_again(cluster: SwarmCluster) -> None:
+    one = cluster.lab.machines[0]
+    daemon = cluster.init(one)
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(timeout=15) == 0
+    assert "stopped" in daemon.text()
+    cluster.daemons.pop(one.name)
+    again = cluster.restart(one)
+    again.wait_for(r"leader for term")
