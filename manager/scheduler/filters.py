@@ -7,6 +7,7 @@ against the first filter it fails, so an unschedulable task's message reads like
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 from manager.scheduler.node_info import NodeInfo
@@ -17,7 +18,7 @@ def count_nodes(n: int) -> str:
     return "1 node" if n == 1 else f"{n} nodes"
 
 
-class Filter:
+class Filter(abc.ABC):
     """One check of a node against a group's requirements."""
 
     # Placing tasks can change the answer (resources, ports, replica counts), so the node a
@@ -28,12 +29,12 @@ class Filter:
         """Whether the filter has anything to check for these requirements."""
         return True
 
-    def check(self, req: TaskRequirements, node: NodeInfo) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def check(self, req: TaskRequirements, node: NodeInfo) -> bool: ...
 
+    @abc.abstractmethod
     def explain(self, nodes: int) -> str:
         """Why `nodes` nodes failed this filter."""
-        raise NotImplementedError
 
 
 class ReadyFilter(Filter):

@@ -57,29 +57,43 @@ def _resize_frame() -> bytes:
     return b"r" + rows.to_bytes(2, "big") + cols.to_bytes(2, "big")
 
 
+def _relay(
+    remote: int,
+    read_remote: Callable[[], bytes],
+    send: Callable[[bytes], object],
+    reading_stdin: bool,
+) -> None:
+    """Copy `remote`'s output to our stdout and our stdin to `send` until `remote` ends."""
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    while True:
+        watched = [remote, stdin] if reading_stdin else [remote]
+        try:
+            ready = select.select(watched, [], [])[0]
+        except InterruptedError:
+            continue
+        if remote in ready:
+            data = read_remote()
+            if not data:
+                return
+            os.write(stdout, data)
+        if stdin in ready:
+            data = os.read(stdin, 65536)
+            if not data:
+                reading_stdin = False
+                continue
+            send(data)
+
+
 def attach(engine: Engine, container_id: str, conn: socket.socket) -> int:
     """Relay our terminal to the container's until it ends; return its exit code."""
     conn.sendall(_resize_frame())
-    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     with conn, _raw_terminal(lambda: conn.sendall(_resize_frame())):
-        reading_stdin = True
-        while True:
-            watched = [conn, stdin] if reading_stdin else [conn]
-            try:
-                ready = select.select(watched, [], [])[0]
-            except InterruptedError:
-                continue
-            if conn in ready:
-                data = conn.recv(65536)
-                if not data:
-                    break
-                os.write(stdout, data)
-            if stdin in ready:
-                data = os.read(stdin, 65536)
-                if not data:
-                    reading_stdin = False
-                    continue
-                conn.sendall(b"d" + len(data).to_bytes(4, "big") + data)
+        _relay(
+            conn.fileno(),
+            read_remote=lambda: conn.recv(65536),
+            send=lambda data: conn.sendall(b"d" + len(data).to_bytes(4, "big") + data),
+            reading_stdin=True,
+        )
     return int(engine.wait(container_id)["exit_code"])
 
 
@@ -104,28 +118,14 @@ def exec_with_tty(
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     resize()
-    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+
+    def read_master() -> bytes:
+        try:
+            return os.read(master, 65536)
+        except OSError:  # EIO: the process and its children closed the terminal
+            return b""
+
     with _raw_terminal(resize):
-        reading_stdin = interactive
-        while True:
-            watched = [master, stdin] if reading_stdin else [master]
-            try:
-                ready = select.select(watched, [], [])[0]
-            except InterruptedError:
-                continue
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the process and its children closed the terminal
-                    data = b""
-                if not data:
-                    break
-                os.write(stdout, data)
-            if stdin in ready:
-                data = os.read(stdin, 65536)
-                if not data:
-                    reading_stdin = False
-                    continue
-                os.write(master, data)
+        _relay(master, read_master, lambda data: os.write(master, data), interactive)
     os.close(master)
     return container_exec.wait(pid)

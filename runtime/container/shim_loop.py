@@ -222,6 +222,22 @@ def serve(args: dict[str, str]) -> None:
         terminal = Terminal(next(iter(streams)), int(args["attach_fd"]), clients)
         for fd in (terminal.listener, *terminal.clients):
             poller.register(fd, select.POLLIN)
+
+    def pump(fd: int) -> None:
+        """Copy what stream `fd` has to the log (and attached clients); drop it at EOF."""
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # a pty reports EIO once the other side is gone
+            data = b""
+        if data:
+            log.write(streams[fd], data)
+            if terminal is not None:
+                terminal.broadcast(data)
+        else:
+            poller.unregister(fd)
+            os.close(fd)
+            del streams[fd]
+
     reexec_after = float(args.get("reexec_after") or 0)
     reexec_at = time.monotonic() + reexec_after if reexec_after else None
     status: int | None = None
@@ -243,18 +259,7 @@ def serve(args: dict[str, str]) -> None:
                 if not terminal.receive(fd):
                     poller.unregister(fd)
                 continue
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # a pty reports EIO once the other side is gone
-                data = b""
-            if data:
-                log.write(streams[fd], data)
-                if terminal is not None:
-                    terminal.broadcast(data)
-            else:
-                poller.unregister(fd)
-                os.close(fd)
-                del streams[fd]
+            pump(fd)
         if status is None and reexec_at is not None and time.monotonic() >= reexec_at:
             log.flush()
             os.close(log.fd)
@@ -277,18 +282,7 @@ def serve(args: dict[str, str]) -> None:
             if fd not in streams:  # the listener or a client: nothing more for them
                 poller.unregister(fd)
                 continue
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            if data:
-                log.write(streams[fd], data)
-                if terminal is not None:
-                    terminal.broadcast(data)
-            else:
-                poller.unregister(fd)
-                os.close(fd)
-                del streams[fd]
+            pump(fd)
     log.flush()
     _reap_orphans()
     code = os.waitstatus_to_exitcode(status)
