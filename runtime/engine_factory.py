@@ -37,7 +37,8 @@ class LazyBridge:
         return attachment.to_json()
 
     def detach(self, container_id: str) -> None:
-        self._get().detach(container_id)
+        # The engine detaches only containers whose processes have all exited.
+        self._get().detach(container_id, namespace_gone=True)
 
 
 def make_engine(config: EngineConfig, cleanup_on_exit: bool = True) -> Engine:

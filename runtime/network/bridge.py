@@ -140,6 +140,8 @@ class BridgeNetwork:
         )
         state.add(container_id, attachment)
         try:
+            # A restarted container: its last namespace may not be torn down quite yet.
+            links.delete_link(sock, attachment.host_veth)
             links.create_veth(sock, attachment.host_veth, bridge, fd, attachment.mac)
             address = IPv4Interface(f"{ip}/{self.network.prefixlen}")
             links.configure_container(fd, address, self.gateway.ip)
@@ -175,20 +177,31 @@ class BridgeNetwork:
             raise
         conntrack.forget_udp_flows(ports)  # flows seen before the port was published
 
-    def detach(self, container_id: str) -> None:
-        """Disconnect a container: its port rules, its veth, its address. Idempotent."""
+    def detach(self, container_id: str, namespace_gone: bool = False) -> None:
+        """Disconnect a container: its port rules, its veth, its address. Idempotent.
+
+        `namespace_gone`: the container's network namespace has died (its processes all
+        exited), so the kernel removes the veth pair with it; not waiting for that deletion
+        (about 20 ms of RTM_DELLINK) speeds up every container's exit."""
         check_container_id(container_id)
         with self._locked() as (sock, state):
-            self._detach(sock, state, container_id)
+            self._detach(sock, state, container_id, delete_veth=not namespace_gone)
 
-    def _detach(self, sock: RtnlSocket, state: NetworkState, container_id: str) -> None:
+    def _detach(
+        self,
+        sock: RtnlSocket,
+        state: NetworkState,
+        container_id: str,
+        delete_veth: bool = True,
+    ) -> None:
         attachment = state.get(container_id)
         if attachment is None:
             return
         if attachment.ports:
             self._unpublish(container_id, attachment.ports)
             conntrack.forget_udp_flows(attachment.ports)  # flows still sent to its address
-        links.delete_link(sock, attachment.host_veth)
+        if delete_veth:
+            links.delete_link(sock, attachment.host_veth)
         state.remove(container_id)
 
     @staticmethod
