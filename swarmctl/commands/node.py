@@ -67,6 +67,9 @@ def inspect(ctx: click.Context, nodes: tuple[str, ...]) -> None:
         print_json([resolve(control, NODE, reference) for reference in nodes])
 
 
+STALE_RETRIES = 5
+
+
 def update_node(
     control: Control,
     reference: str,
@@ -74,6 +77,25 @@ def update_node(
     role: int | None = None,
     label_add: tuple[str, ...] = (),
     label_rm: tuple[str, ...] = (),
+) -> objects_pb2.Node:
+    """Change a node's spec. The managers write node objects too (status, certificates), so
+    a spec read just before may be stale by the time it is sent: read again and retry."""
+    for attempt in range(STALE_RETRIES):
+        try:
+            return _update_node_once(control, reference, availability, role, label_add, label_rm)
+        except SwarmctlError as exc:
+            if "out of sequence" not in str(exc) or attempt == STALE_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _update_node_once(
+    control: Control,
+    reference: str,
+    availability: str | None,
+    role: int | None,
+    label_add: tuple[str, ...],
+    label_rm: tuple[str, ...],
 ) -> objects_pb2.Node:
     found = resolve(control, NODE, reference)
     spec = specs_pb2.NodeSpec()

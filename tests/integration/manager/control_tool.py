@@ -149,9 +149,25 @@ async def run(target: str, command: str, args: list[str]) -> Any:
         raise SystemExit(f"unknown command {command}")
 
 
+async def run_retrying(target: str, command: str, args: list[str]) -> Any:
+    """Read-modify-write commands race the dispatcher's own node and task writes: a stale
+    version is refused ("update out of sequence"), so read again and retry, as a user would."""
+    for attempt in range(10):
+        try:
+            return await run(target, command, args)
+        except grpc.aio.AioRpcError as exc:
+            stale = exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "out of sequence" in (
+                exc.details() or ""
+            )
+            if not stale or attempt == 9:
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
 if __name__ == "__main__":
     try:
-        print(json.dumps(asyncio.run(run(sys.argv[1], sys.argv[2], sys.argv[3:]))))
+        print(json.dumps(asyncio.run(run_retrying(sys.argv[1], sys.argv[2], sys.argv[3:]))))
     except grpc.aio.AioRpcError as exc:
         print(json.dumps({"error": exc.code().name, "details": exc.details()}))
         sys.exit(3)
