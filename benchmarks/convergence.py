@@ -71,7 +71,15 @@ def main() -> None:
         for n in (1, 10, 50):
             began = time.perf_counter()
             swarmctl(
-                "service", "create", "--name", f"s{n}", "--replicas", str(n), image, "sleep", "86400"
+                "service",
+                "create",
+                "--name",
+                f"s{n}",
+                "--replicas",
+                str(n),
+                image,
+                "sleep",
+                "86400",
             )
             figures[f"n{n}_s"] = time.perf_counter() - began
             if n != 50:
