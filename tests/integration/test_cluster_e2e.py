@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SwarmCluster
+from tests.integration.manager.swarm_cluster import SwarmCluster, until
 from tests.integration.runtime.test_cli import SHOAL
 
 
@@ -29,14 +28,6 @@ def swarm(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[Swar
         yield cluster
     finally:
         cluster.stop_all()
-
-
-def until(check: Callable[[], Any], what: str, deadline_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + deadline_s
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return result
 
 
 def containers(swarm: SwarmCluster, machine: Machine) -> dict[str, int]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -170,3 +171,36 @@ class SwarmCluster:
             daemon.process.kill()
             daemon.process.wait(timeout=10)
         self.daemons.clear()
+
+
+def until(check: Callable[[], Any], what: str, deadline_s: float = 60.0) -> Any:
+    """Poll `check` until it returns something truthy (returned), or fail after the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return result
+
+
+def three_managers_two_fake_agents(cluster: SwarmCluster, drain_managers: bool) -> None:
+    """init + 2 manager joins on machines 1-3, fake agents on machines 4-5, heartbeat 1 s;
+    returns once both fake agents are READY. The managers run real agents of their own:
+    `drain_managers` keeps tasks (of images they could not pull) off them."""
+    managers, agents = cluster.lab.machines[:3], cluster.lab.machines[3:]
+    cluster.init(managers[0])
+    cluster.control(managers[0], "heartbeat", "1")  # agents learn it at their first beat
+    for machine in managers[1:]:
+        cluster.join(machine)
+    for machine in agents:
+        cluster.start_agent(machine, managers)
+
+    def fake_agents_ready() -> bool:
+        nodes = cluster.control(managers[0], "nodes")
+        fakes = [n for n in nodes if n["hostname"].startswith("fake-")]
+        return len(fakes) == 2 and all(n["state"] == "READY" for n in fakes)
+
+    until(fake_agents_ready, what="both fake agents READY")
+    if drain_managers:
+        for node in cluster.control(managers[0], "nodes"):
+            if node["role"] == "MANAGER":
+                cluster.control(managers[0], "drain", node["id"])

@@ -17,45 +17,21 @@ import pytest
 
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SwarmCluster
+from tests.integration.manager.swarm_cluster import (
+    SwarmCluster,
+    three_managers_two_fake_agents,
+    until,
+)
 
 
 @pytest.fixture
 def swarm(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[SwarmCluster]:
-    lab = make_lab(5)
-    cluster = SwarmCluster(lab, tmp_path)
-    managers, agents = lab.machines[:3], lab.machines[3:]
+    cluster = SwarmCluster(make_lab(5), tmp_path)
     try:
-        cluster.init(managers[0])
-        cluster.control(managers[0], "heartbeat", "1")  # agents learn it at their first beat
-        for machine in managers[1:]:
-            cluster.join(machine)
-        for machine in agents:
-            cluster.start_agent(machine, managers)
-
-        def fake_agents_ready() -> bool:
-            nodes = cluster.control(managers[0], "nodes")
-            fakes = [n for n in nodes if n["hostname"].startswith("fake-")]
-            return len(fakes) == 2 and all(n["state"] == "READY" for n in fakes)
-
-        until(fake_agents_ready, what="both fake agents READY")
-        # The managers run real agents too: keep tasks (fake images) on the fake agents.
-        for node in cluster.control(managers[0], "nodes"):
-            if node["role"] == "MANAGER":
-                cluster.control(managers[0], "drain", node["id"])
+        three_managers_two_fake_agents(cluster, drain_managers=True)
         yield cluster
     finally:
         cluster.stop_all()
-
-
-def until(check: Callable[[], Any], what: str, deadline_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def running(swarm: SwarmCluster, at: Machine, service_id: str) -> list[dict[str, Any]]:

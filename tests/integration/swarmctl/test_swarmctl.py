@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.netns_driver import Machine
-from tests.integration.manager.swarm_cluster import SwarmCluster
-from tests.integration.manager.test_cluster import until
+from tests.integration.manager.swarm_cluster import SwarmCluster, until
 
 SWARMCTL = str(Path(sys.executable).parent / "swarmctl")
 # Tasks go to the fake agents only: managers may run real agents, which would pull images.
