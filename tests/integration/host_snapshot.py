@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,18 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from deploy import cgroups, mounts, namespaces
+
+# Labs of test runs are named st<pid>-...; another run's labs come and go on their own.
+_RUN_LAB = re.compile(r"\bst(\d+)-")
+
+
+def _foreign(entry: object) -> bool:
+    """True for a resource of another test run that is running concurrently (or the shared
+    parent cgroup that such a run may create and remove)."""
+    if str(entry).endswith("/swarm-machine"):
+        return True
+    match = _RUN_LAB.search(str(entry))
+    return match is not None and int(match.group(1)) != os.getpid()
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,8 @@ class HostSnapshot:
         """Per field: (only in self, only in other); empty when the host is unchanged."""
         out: dict[str, tuple[list[object], list[object]]] = {}
         for field in ("netns", "links", "mounts", "cgroups"):
-            mine, theirs = getattr(self, field), getattr(other, field)
+            mine = {e for e in getattr(self, field) if not _foreign(e)}
+            theirs = {e for e in getattr(other, field) if not _foreign(e)}
             if mine != theirs:
                 out[field] = (sorted(mine - theirs), sorted(theirs - mine))
         return out
