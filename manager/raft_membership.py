@@ -103,7 +103,7 @@ class RaftMembershipServicer(raft_pb2_grpc.RaftMembershipServicer):
             tx.update(node)
 
         try:
-            await self.store.update(record)
+            await self.store.update_redone(record)
         except StoreError as exc:
             log.warning("recording raft member %s failed: %s", request.raft_addr, exc)
 

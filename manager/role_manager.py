@@ -146,7 +146,7 @@ class RoleManager:
 
     async def _write(self, fn: Callable[[WriteTx], None], node_id: str) -> bool:
         try:
-            await self._store.update(fn)
+            await self._store.update_redone(fn)
         except StoreError as exc:
             log.warning("role change of node %s not recorded: %s", node_id, exc)
             return False

@@ -12,7 +12,13 @@ from typing import Generic, TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from manager.store import metrics
-from manager.store.errors import InvalidAction, ProposalFailed, ProposalOutcomeUnknown, StoreError
+from manager.store.errors import (
+    InvalidAction,
+    ProposalFailed,
+    ProposalOutcomeUnknown,
+    StoreError,
+    VersionConflict,
+)
 from manager.store.events import Event, EventAction
 from manager.store.indexes import DEFAULT_INDEXES, Index, new_tables
 from manager.store.kinds import KINDS, Kind, StoreObject, copy_object
@@ -27,6 +33,7 @@ T = TypeVar("T")
 
 # Outcomes remembered per proposer, to answer a retried proposal with the original result.
 REMEMBERED_OUTCOMES = 1024
+REDO_ATTEMPTS = 5  # update_redone: tries before a VersionConflict reaches the caller
 
 _EVENT_ACTIONS = {Op.CREATE: EventAction.CREATE, Op.UPDATE: EventAction.UPDATE}
 
@@ -123,6 +130,19 @@ class Store:
             index = await self.proposer.propose(actions)
         metrics.WRITE_SECONDS.observe(time.perf_counter() - start)
         return UpdateResult(value, index)
+
+    async def update_redone(
+        self, fn: Callable[[WriteTx], T], attempts: int = REDO_ATTEMPTS
+    ) -> UpdateResult[T]:
+        """update(fn), redone on a fresh view when a concurrent write to the same objects
+        committed first (VersionConflict), up to `attempts` times. For read-modify-write
+        changes that stay right on the newer objects."""
+        for _ in range(attempts - 1):
+            try:
+                return await self.update(fn)
+            except VersionConflict:
+                continue
+        return await self.update(fn)
 
     # -- log apply ------------------------------------------------------------------------
 

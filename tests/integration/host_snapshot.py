@@ -11,18 +11,23 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from deploy import cgroups, mounts, namespaces
+from deploy.state import Storage
 
-# Labs of test runs are named st<pid>-...; another run's labs come and go on their own.
-_RUN_LAB = re.compile(r"\bst(\d+)-")
+OWN_PREFIX = f"st{os.getpid()}-"  # the labs of this test run (conftest's RUN_PREFIX)
 
 
-def _foreign(entry: object) -> bool:
-    """True for a resource of another test run that is running concurrently (or the shared
-    parent cgroup that such a run may create and remove)."""
-    if str(entry).endswith("/swarm-machine"):
+def _other_labs() -> frozenset[str]:
+    """Labs of other test runs or benchmarks, which come and go on their own meanwhile."""
+    return frozenset(rec.name for rec in Storage().labs() if not rec.name.startswith(OWN_PREFIX))
+
+
+def _of_lab(entry: object, labs: frozenset[str]) -> bool:
+    """True for a resource of one of `labs` (or the shared parent cgroup such a lab may
+    create and remove)."""
+    text = str(entry)
+    if text.endswith("/swarm-machine"):
         return True
-    match = _RUN_LAB.search(str(entry))
-    return match is not None and int(match.group(1)) != os.getpid()
+    return any(re.search(rf"(^|/|'){re.escape(lab)}-", text) for lab in labs)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class HostSnapshot:
     links: frozenset[str]
     mounts: frozenset[tuple[str, int]]  # (mount point, how many mounts stacked there)
     cgroups: frozenset[str]
+    other_labs: frozenset[str]
 
     @classmethod
     def take(cls) -> HostSnapshot:
@@ -48,14 +54,16 @@ class HostSnapshot:
             links=links,
             mounts=frozenset(Counter(mounts.mountpoints()).items()),
             cgroups=cgroup_dirs,
+            other_labs=_other_labs(),
         )
 
     def difference(self, other: HostSnapshot) -> dict[str, tuple[list[object], list[object]]]:
         """Per field: (only in self, only in other); empty when the host is unchanged."""
         out: dict[str, tuple[list[object], list[object]]] = {}
+        labs = self.other_labs | other.other_labs
         for field in ("netns", "links", "mounts", "cgroups"):
-            mine = {e for e in getattr(self, field) if not _foreign(e)}
-            theirs = {e for e in getattr(other, field) if not _foreign(e)}
+            mine = {e for e in getattr(self, field) if not _of_lab(e, labs)}
+            theirs = {e for e in getattr(other, field) if not _of_lab(e, labs)}
             if mine != theirs:
                 out[field] = (sorted(mine - theirs), sorted(theirs - mine))
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from manager.store import (
@@ -237,3 +239,56 @@ async def test_a_transaction_that_changes_nothing_commits_nothing() -> None:
 async def test_a_store_without_proposer_refuses_writes() -> None:
     with pytest.raises(ProposalFailed, match="no proposer"):
         await Store().update(lambda tx: tx.create(service("web")))
+
+
+class _Interfering:
+    """A proposer that first commits someone else's change to `target` (`times` times)."""
+
+    def __init__(self, store: Store, target: str, times: int) -> None:
+        self.inner = store.proposer
+        self.store, self.target, self.times = store, target, times
+
+    async def propose(self, actions: store_pb2.StoreActions) -> int:
+        assert self.inner is not None
+        if self.times:
+            self.times -= 1
+            other = self.store.view(lambda tx: tx.get(objects_pb2.Service, self.target))
+            assert other is not None
+            other.spec.annotations.labels[f"other{self.times}"] = "x"
+            await self.inner.propose(_update_action(other))
+        return await self.inner.propose(actions)
+
+
+def _label(key: str) -> Callable[[WriteTx], None]:
+    def change(tx: WriteTx) -> None:
+        current = tx.get(objects_pb2.Service, "web")
+        assert current is not None
+        current.spec.annotations.labels[key] = "1"
+        tx.update(current)
+
+    return change
+
+
+async def test_update_redone_redoes_a_change_that_a_concurrent_write_made_stale() -> None:
+    store = local_store()
+    web = service("web")
+    web.id = "web"
+    await store.update(lambda tx: tx.create(web))
+    store.proposer = _Interfering(store, "web", times=2)
+
+    await store.update_redone(_label("mine"))
+
+    stored = store.view(lambda tx: tx.get(objects_pb2.Service, "web"))
+    assert stored is not None
+    assert set(stored.spec.annotations.labels) == {"mine", "other0", "other1"}
+
+
+async def test_update_redone_gives_up_after_its_attempts() -> None:
+    store = local_store()
+    web = service("web")
+    web.id = "web"
+    await store.update(lambda tx: tx.create(web))
+    store.proposer = _Interfering(store, "web", times=3)
+
+    with pytest.raises(VersionConflict):
+        await store.update_redone(_label("mine"), attempts=3)
