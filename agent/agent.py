@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from runtime import metrics as runtime_metrics
 from runtime.config import DEFAULT_ROOT, EngineConfig
 from runtime.engine_factory import make_engine
 from runtime.image.store import ImageStore
-from shoal.v1 import types_pb2
+from shoal.v1 import objects_pb2, types_pb2
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class AgentConfig:
     insecure_registries: tuple[str, ...] = ()
     # Where containers' cgroups go; None = "<the agent's own cgroup>/shoal".
     cgroup_parent: str | None = None
+    # Called with this node's object from each session message (swarmd follows role changes).
+    on_node: Callable[[objects_pb2.Node], None] | None = None
 
 
 def _check_grpc_fork_support() -> None:
@@ -76,6 +78,7 @@ class Agent:
             self._describe,
             self.worker,
             self.reporter,
+            on_node=config.on_node,
         )
         self._running: asyncio.Task[None] | None = None
 

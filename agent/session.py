@@ -54,6 +54,7 @@ class Session:
         reporter: StatusReporter,
         backoff: Backoff | None = None,
         first_message_timeout: float = FIRST_MESSAGE_TIMEOUT,
+        on_node: Callable[[objects_pb2.Node], None] | None = None,
     ) -> None:
         self.managers = managers
         self.session_id = ""
@@ -64,6 +65,8 @@ class Session:
         self._reporter = reporter
         self._backoff = backoff or Backoff()
         self._first_message_timeout = first_message_timeout
+        # Sees this node's object as the managers have it (swarmd: role changes).
+        self._on_node = on_node
 
     async def run(self) -> None:
         """Keep a session open, reconnecting for ever; returns only by cancellation."""
@@ -109,6 +112,11 @@ class Session:
         self.managers.succeeded(address)
         self._backoff.reset()
         log.info("session %s open with %s", self.session_id, address)
+        self._observe_node(message)
+
+    def _observe_node(self, message: dispatcher_pb2.SessionMessage) -> None:
+        if self._on_node is not None and message.HasField("node"):
+            self._on_node(message.node)
 
     async def _follow(self, call: Any) -> None:
         """Session messages after the first: the manager list as it changes."""
@@ -117,6 +125,7 @@ class Session:
             if message is grpc.aio.EOF:
                 raise SessionEnded("the dispatcher ended the session")
             self.managers.update(message.managers)
+            self._observe_node(message)
 
     async def _heartbeat(self, stub: Any) -> None:
         """Beat at once, then at the period (jitter included) each answer gives."""

@@ -11,13 +11,35 @@ from pathlib import Path
 from typing import Any
 
 import click
+from google.protobuf.duration_pb2 import Duration
 
 from manager.ca.errors import CAError
 from manager.manager import JOIN_PORT, RAFT_PORT, REMOTE_API_PORT
 from node import daemon
 from node.daemon import Addresses, SwarmdError
+from swarmctl.errors import SwarmctlError
+from swarmctl.units import parse_duration
 
 DEFAULT_STATE_DIR = Path("/var/lib/swarmd")
+
+
+class _DurationType(click.ParamType[Duration]):
+    """A Go-style duration on the command line ("5s", "1m30s", "500ms")."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Duration:
+        if isinstance(value, Duration):
+            return value
+        try:
+            return parse_duration(str(value))
+        except SwarmctlError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _DurationType()
 
 
 async def _until_terminated(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -82,6 +104,15 @@ address_options = [
     ),
     click.option("--hostname", default=None, help="The node's name (default: the host's)."),
 ]
+control_option = click.option(
+    "--listen-control-api",
+    "control_socket",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="The Control API's unix socket on a manager, root only (default: "
+    "STATE_DIR/swarmd.sock; swarmctl -s PATH).",
+)
 metrics_option = click.option(
     "--listen-metrics",
     default=None,
@@ -106,21 +137,31 @@ def main(log_level: str) -> None:
 @main.command()
 @state_dir_option
 @_with_address_options
+@click.option(
+    "--heartbeat-period",
+    type=DURATION,
+    default=None,
+    metavar="DURATION",
+    help="How often agents report (cluster-wide; default 5s; later: swarmctl cluster update).",
+)
 @click.option("--run/--no-run", "then_run", default=True, help="Start serving right away.")
 @metrics_option
+@control_option
 def init(
     state_dir: Path,
     advertise_addr: str,
     listen_remote_api: str | None,
     hostname: str | None,
+    heartbeat_period: Duration | None,
     then_run: bool,
     listen_metrics: str | None,
+    control_socket: Path | None,
 ) -> None:
     """Start a new cluster with this node as its first manager."""
     addresses = _addresses(advertise_addr, listen_remote_api)
-    _run(daemon.init(state_dir, addresses, hostname))
+    _run(daemon.init(state_dir, addresses, hostname, heartbeat_period))
     if then_run:
-        _run(daemon.run(state_dir, metrics_address=listen_metrics))
+        _run(daemon.run(state_dir, metrics_address=listen_metrics, control_socket=control_socket))
 
 
 @main.command()
@@ -135,6 +176,7 @@ def init(
 )
 @click.option("--run/--no-run", "then_run", default=True, help="Start serving right away.")
 @metrics_option
+@control_option
 @click.argument("join_address")
 def join(
     state_dir: Path,
@@ -145,18 +187,27 @@ def join(
     manager_api: str | None,
     then_run: bool,
     listen_metrics: str | None,
+    control_socket: Path | None,
     join_address: str,
 ) -> None:
     """Join a cluster through a manager's JOIN_ADDRESS (host:port of its join API)."""
     addresses = _addresses(advertise_addr, listen_remote_api)
     _run(daemon.join(state_dir, token, join_address, addresses, hostname, manager_api))
     if then_run:
-        _run(daemon.run(state_dir, joining=True, metrics_address=listen_metrics))
+        _run(
+            daemon.run(
+                state_dir,
+                joining=True,
+                metrics_address=listen_metrics,
+                control_socket=control_socket,
+            )
+        )
 
 
 @main.command("run")
 @state_dir_option
 @metrics_option
-def run_(state_dir: Path, listen_metrics: str | None) -> None:
+@control_option
+def run_(state_dir: Path, listen_metrics: str | None, control_socket: Path | None) -> None:
     """Start this node again from its state directory."""
-    _run(daemon.run(state_dir, metrics_address=listen_metrics))
+    _run(daemon.run(state_dir, metrics_address=listen_metrics, control_socket=control_socket))

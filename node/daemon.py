@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from agent.agent import Agent, AgentConfig
 from manager import cluster_state
@@ -32,14 +35,15 @@ from shoal.v1 import objects_pb2, raft_pb2, raft_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
 JOIN_ATTEMPTS = 5
+PROMOTION_RETRY_SECONDS = (1.0, 30.0)  # first and longest wait after a failed raft join
 
 
 class SwarmdError(Exception):
     """A problem the user can fix; swarmd prints it as one line."""
 
 
-class _Demoted(Exception):
-    """The renewed certificate is a worker's: this node's manager stops."""
+class PromotionError(Exception):
+    """A promoted worker could not join the raft group yet (retried)."""
 
 
 @dataclass
@@ -58,7 +62,12 @@ def _raft_key_file(identity: Identity) -> Path:
     return identity.certs / "raft.key"
 
 
-def manager_config(state_dir: Path, state: NodeState, joining: bool = False) -> ManagerConfig:
+def manager_config(
+    state_dir: Path,
+    state: NodeState,
+    joining: bool = False,
+    control_socket: Path | None = None,
+) -> ManagerConfig:
     host, _, api_port = state.remote_api.rpartition(":")
     return ManagerConfig(
         state_dir=state_dir,
@@ -66,17 +75,31 @@ def manager_config(state_dir: Path, state: NodeState, joining: bool = False) -> 
         remote_api_port=int(api_port),
         raft_port=int(state.raft_address.rpartition(":")[2]),
         join_port=int(state.join_address.rpartition(":")[2]),
-        control_socket=state_dir / "swarmd.sock",
+        control_socket=control_socket or default_control_socket(state_dir),
         raft_peers=tuple(state.raft_peers),
         joining=joining,
     )
 
 
-async def init(state_dir: Path, addresses: Addresses, hostname: str | None) -> None:
+def default_control_socket(state_dir: Path) -> Path:
+    return state_dir / "swarmd.sock"
+
+
+async def init(
+    state_dir: Path,
+    addresses: Addresses,
+    hostname: str | None,
+    heartbeat_period: Duration | None = None,
+) -> None:
+    spec = cluster_state.default_spec()
+    if heartbeat_period is not None:
+        if heartbeat_period.ToNanoseconds() <= 0:
+            raise SwarmdError("the heartbeat period must be positive")
+        spec.dispatcher.heartbeat_period.CopyFrom(heartbeat_period)
     identity = Identity(state_dir)
     if identity.exists:
         raise SwarmdError(f"{state_dir} already holds a node: start it with `swarmd run`")
-    ca = ClusterCA.initialize()
+    ca = ClusterCA.initialize(spec)
     node_id = base36.new_id()
     key = generate_node_key()
     certificate = ca.issue(create_csr(key), node_id, Role.MANAGER)
@@ -95,7 +118,7 @@ async def init(state_dir: Path, addresses: Addresses, hostname: str | None) -> N
     write_private_file(_raft_key_file(identity), cluster_state.raft_key(ca.root))
     # The Cluster object (with the CA key) is replicated once this manager first leads;
     # until it is committed, it waits on disk, readable by root only.
-    cluster = cluster_state.new_cluster(ca)
+    cluster = cluster_state.new_cluster(ca, spec)
     write_private_file(_bootstrap_file(identity), cluster.SerializeToString())
     print(
         f"Cluster {ca.cluster_id} initialized; this node ({node_id}) is its first manager.",
@@ -253,7 +276,12 @@ class _CredentialsHolder:
         )
 
 
-def agent_config(state_dir: Path, state: NodeState, holder: _CredentialsHolder) -> AgentConfig:
+def agent_config(
+    state_dir: Path,
+    state: NodeState,
+    holder: _CredentialsHolder,
+    on_node: Callable[[objects_pb2.Node], None] | None = None,
+) -> AgentConfig:
     """Every node runs an agent; its engine keeps images and containers in the state dir."""
     return AgentConfig(
         node_id=state.node_id,
@@ -262,6 +290,7 @@ def agent_config(state_dir: Path, state: NodeState, holder: _CredentialsHolder) 
         engine_root=state_dir / "engine",
         hostname=state.hostname,
         insecure_registries=env_list("SHOAL_INSECURE_REGISTRIES"),
+        on_node=on_node,
     )
 
 
@@ -276,54 +305,166 @@ def serve_metrics(address: str | None) -> None:
     start_http_server(int(port), addr=host or "0.0.0.0")
 
 
-async def run(state_dir: Path, joining: bool = False, metrics_address: str | None = None) -> None:
+async def run(
+    state_dir: Path,
+    joining: bool = False,
+    metrics_address: str | None = None,
+    control_socket: Path | None = None,
+) -> None:
     identity = Identity(state_dir)
     if not identity.exists:
         raise SwarmdError(f"{state_dir} holds no node: create one with `swarmd init` or join")
     credentials, state = identity.load()
-    holder = _CredentialsHolder(credentials)
     serve_metrics(metrics_address)
-    if state.role != Role.MANAGER.ou:
-        await _run_worker(identity, state, holder)
-        return
-    raft_key = _raft_key_file(identity).read_bytes()
-    fresh_join = joining or (not (state_dir / "raft").exists() and bool(state.raft_peers))
-    manager = Manager(manager_config(state_dir, state, fresh_join), credentials, raft_key)
+    holder = _CredentialsHolder(credentials)
+    await _Node(identity, state, holder, joining, control_socket).run()
 
-    async def on_leader() -> None:
-        await _bootstrap_cluster(manager, identity, state)
 
-    async def renewed(credentials: NodeCredentials) -> None:
-        holder.current = credentials
-        if credentials.identity.role is not Role.MANAGER:
-            raise _Demoted()
-        manager.reload_credentials(credentials)
+class _Node:
+    """A node's life: its agent always, and a manager beside it while its certificate says
+    manager. A role change reaches the node through its session (the node object's role),
+    which renews the certificate at once; the new certificate starts or stops the manager
+    without a restart (a promoted worker joins the raft group first; a demoted manager,
+    already out of it, forgets its raft state)."""
 
-    try:
+    def __init__(
+        self,
+        identity: Identity,
+        state: NodeState,
+        holder: _CredentialsHolder,
+        joining: bool,
+        control_socket: Path | None,
+    ) -> None:
+        self.identity = identity
+        self.control_socket = control_socket or default_control_socket(identity.state_dir)
+        self.state = state
+        self.holder = holder
+        self.joining = joining
+        self.renewal = CertificateRenewal(identity, state, self._renewed)
+        self.manager: Manager | None = None
+        self._role_changed = asyncio.Event()
+        self._agent_started = False
+        self._group: asyncio.TaskGroup | None = None
+
+    @property
+    def _certified_manager(self) -> bool:
+        return self.holder.current.identity.role is Role.MANAGER
+
+    async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(manager.run(on_leader))
-            group.create_task(_track_peers(manager.store, identity, state))
-            await manager.ready.wait()
-            log.info("manager %s serving on %s", state.node_id, state.remote_api)
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(state_dir / "swarmd.sock", 0o600)
-            group.create_task(CertificateRenewal(identity, state, renewed).run())
-            group.create_task(Agent(agent_config(state_dir, state, holder)).run())
-    except ExceptionGroup as failure:
-        _, other = failure.split(_Demoted)
-        if other is not None:
-            raise other from None
-        raise SwarmdError(
-            "this node was demoted to a worker and its manager stopped: start it again with "
-            "`swarmd run` to continue as a worker"
-        ) from None
+            self._group = group
+            group.create_task(self.renewal.run())
+            group.create_task(self._follow_role())
 
+    def _observe(self, node: objects_pb2.Node) -> None:
+        """The agent's view of this node: a recorded role the certificate lacks -> renew."""
+        if (node.role == types_pb2.MANAGER) != self._certified_manager:
+            log.info(
+                "role changed to %s: renewing the certificate", types_pb2.NodeRole.Name(node.role)
+            )
+            self.renewal.renew_now()
 
-async def _run_worker(identity: Identity, state: NodeState, holder: _CredentialsHolder) -> None:
-    async def renewed(credentials: NodeCredentials) -> None:
-        holder.current = credentials
+    async def _renewed(self, credentials: NodeCredentials) -> None:
+        self.holder.current = credentials
+        if self.manager is not None and self._certified_manager:
+            self.manager.reload_credentials(credentials)
+        self._role_changed.set()
 
-    log.info("worker %s: agent starting, managers %s", state.node_id, state.managers)
-    async with asyncio.TaskGroup() as group:
-        group.create_task(Agent(agent_config(identity.state_dir, state, holder)).run())
-        group.create_task(CertificateRenewal(identity, state, renewed).run())
+    def _start_agent(self) -> None:
+        if self._agent_started:
+            return
+        assert self._group is not None
+        self._agent_started = True
+        config = agent_config(self.identity.state_dir, self.state, self.holder, self._observe)
+        self._group.create_task(Agent(config).run())
+
+    async def _follow_role(self) -> None:
+        retry = PROMOTION_RETRY_SECONDS[0] / 2
+        while True:
+            self._role_changed.clear()
+            if self._certified_manager:
+                try:
+                    await self._be_manager()
+                except PromotionError as exc:
+                    self._start_agent()
+                    retry = min(retry * 2, PROMOTION_RETRY_SECONDS[1])
+                    log.warning("%s; retrying in %.0f s", exc, retry)
+                    await asyncio.sleep(retry)
+                continue
+            retry = PROMOTION_RETRY_SECONDS[0] / 2
+            self._forget_raft()
+            log.info(
+                "worker %s: agent running, managers %s", self.state.node_id, self.state.managers
+            )
+            self._start_agent()
+            await self._role_changed.wait()
+
+    async def _be_manager(self) -> None:
+        state_dir = self.identity.state_dir
+        fresh_join = self.joining or (
+            not (state_dir / "raft").exists() and bool(self.state.raft_peers)
+        )
+        if not _raft_key_file(self.identity).exists():
+            await self._join_raft()  # a promoted worker
+            fresh_join = True
+        raft_key = _raft_key_file(self.identity).read_bytes()
+        manager = Manager(
+            manager_config(state_dir, self.state, fresh_join, self.control_socket),
+            self.holder.current,
+            raft_key,
+        )
+
+        async def on_leader() -> None:
+            await _bootstrap_cluster(manager, self.identity, self.state)
+
+        self.manager = manager
+        try:
+            async with asyncio.TaskGroup() as group:
+                serving = group.create_task(manager.run(on_leader))
+                tracking = group.create_task(_track_peers(manager.store, self.identity, self.state))
+                await manager.ready.wait()
+                log.info("manager %s serving on %s", self.state.node_id, self.state.remote_api)
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(self.control_socket, 0o600)
+                self._start_agent()
+                while self._certified_manager:
+                    await self._role_changed.wait()
+                    self._role_changed.clear()
+                log.info("demoted to a worker: stopping this node's manager")
+                serving.cancel()
+                tracking.cancel()
+        finally:
+            self.manager = None
+        self.joining = False
+
+    async def _join_raft(self) -> None:
+        """Promotion: join the raft group through the leader (any manager redirects to it)."""
+        failures = []
+        for address in self.state.managers:
+            try:
+                response = await _raft_join(self.holder.current, address, self.state)
+            except SwarmdError as exc:
+                failures.append(str(exc))
+                continue
+            self.state.raft_peers = [
+                m.raft_addr for m in response.members if m.raft_addr != self.state.raft_address
+            ]
+            self.state.managers = [m.addr for m in response.members]
+            self.identity.save_state(self.state)
+            write_private_file(_raft_key_file(self.identity), response.raft_key)
+            log.info("promoted: joined the raft group (%d members)", len(response.members))
+            return
+        raise PromotionError("promoted, but no manager let this node join: " + "; ".join(failures))
+
+    def _forget_raft(self) -> None:
+        """A worker keeps no raft state: a demoted manager's log, key and socket go (it has
+        left the group: the CA issues a worker certificate only after that)."""
+        state_dir = self.identity.state_dir
+        if not _raft_key_file(self.identity).exists() and not (state_dir / "raft").exists():
+            return
+        shutil.rmtree(state_dir / "raft", ignore_errors=True)
+        _raft_key_file(self.identity).unlink(missing_ok=True)
+        self.control_socket.unlink(missing_ok=True)
+        self.state.raft_peers = []
+        self.identity.save_state(self.state)
+        log.info("left the raft group: raft state removed")

@@ -2,7 +2,8 @@
 in 50-80 % of its lifetime, through a manager's cluster port, and keeps it on disk (0600).
 
 Renewal is also how a role change reaches a node: the CA issues the role the cluster has
-carried out (manager/role_manager.py), so a demoted manager's next certificate is a worker's.
+carried out (manager/role_manager.py), so a demoted manager's next certificate is a worker's;
+swarmd renews at once when its session shows a role other than its certificate's.
 """
 
 from __future__ import annotations
@@ -73,6 +74,24 @@ class CertificateRenewal:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._now = asyncio.Event()
+
+    def renew_now(self) -> None:
+        """Renew at once (the node's role changed: its certificate must follow)."""
+        self._now.set()
+
+    async def _wait(self, delay: float) -> None:
+        """`delay` seconds, or less when renew_now() is called meanwhile."""
+        sleeping = asyncio.ensure_future(self._sleep(delay))
+        woken = asyncio.ensure_future(self._now.wait())
+        try:
+            await asyncio.wait((sleeping, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            woken.cancel()
+        self._now.clear()
+        if sleeping.done() and not sleeping.cancelled():
+            sleeping.result()  # the sleep's own failure, if any
 
     def managers(self) -> list[str]:
         """Where to renew: the known managers' cluster ports, this node's own first."""
@@ -85,7 +104,7 @@ class CertificateRenewal:
         delay = seconds_until_renewal(credentials.certificate, self._clock(), self._rng)
         while True:
             log.info("renewing the node certificate in %.0f s", delay)
-            await self._sleep(delay)
+            await self._wait(delay)
             try:
                 credentials = await self._renew(self.managers(), credentials)
             except RenewalError as exc:

@@ -152,3 +152,42 @@ def test_removing_a_manager_through_control_removes_it_from_raft(cluster: SwarmC
         lambda: _on(cluster, one, "node", ids[two.name])["role"] == "WORKER",
         "two demoted once three left raft",
     )
+
+
+def test_a_worker_is_promoted_and_demoted_again_without_a_restart(
+    make_lab: Callable[[int], LabHandle], tmp_path: Path
+) -> None:
+    lab = make_lab(2)
+    swarm = SwarmCluster(lab, tmp_path)
+    try:
+        one, two = lab.machines
+        swarm.init(one)
+        daemon = swarm.join(two, role="workers")
+        two_id = next(n["id"] for n in _nodes(swarm, one) if n["hostname"] == two.name)
+        socket = swarm.state_dir(two) / "swarmd.sock"
+        assert not socket.exists()
+
+        assert _on(swarm, one, "promote", two_id) == {"ok": True}
+        daemon.wait_for(r"serving on", deadline_s=30)
+        _until(lambda: len(_raft_members(swarm, one)) == 2, "two is a raft member")
+        # Its manager answers Control on its own socket, and writes there reach the leader.
+        assert {n["hostname"] for n in _nodes(swarm, two)} == {one.name, two.name}
+        _until(lambda: _write_accepted(swarm, two, "via-promoted"), "a write via two")
+        assert (swarm.state_dir(two) / "raft").is_dir()
+
+        assert _on(swarm, one, "demote", two_id) == {"ok": True}
+        _until(lambda: not socket.exists(), "two's manager stopped")
+        _until(lambda: not (swarm.state_dir(two) / "raft").exists(), "two's raft state gone")
+        assert _raft_members(swarm, one) == [f"{one.record.ip}:4243"]
+        node = _on(swarm, one, "node", two_id)
+        assert node["role"] == "WORKER" and not node["raft_addr"]
+        # The same process goes on as a worker whose agent keeps its session; one alone
+        # (raft of one) accepts writes.
+        assert daemon.process.poll() is None
+        _until(
+            lambda: next(n for n in _nodes(swarm, one) if n["id"] == two_id)["state"] == "READY",
+            "two ready as a worker",
+        )
+        _until(lambda: _write_accepted(swarm, one, "after-demotion"), "a write on one alone")
+    finally:
+        swarm.stop_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import random
 import socket
@@ -181,3 +182,28 @@ async def test_renew_through_names_every_manager_that_failed(tmp_path: Path) -> 
         address = f"127.0.0.1:{closed.getsockname()[1]}"  # bound, not listening
         with pytest.raises(RenewalError, match=f"failed at every manager: {address}: "):
             await renew_through([address], current, timeout=2)
+
+
+async def test_renew_now_cuts_the_wait_short(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, sleeps=0)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) > 1:
+            raise Stop
+        await asyncio.Event().wait()  # the scheduled renewal is hours away
+
+    renewal = harness.renewal()
+    renewal._sleep = sleep
+    running = asyncio.ensure_future(renewal.run())
+    for _ in range(100):
+        if waits:
+            break
+        await asyncio.sleep(0)
+    assert waits and not harness.renewed
+    renewal.renew_now()
+    with pytest.raises(Stop):
+        await asyncio.wait_for(running, 5)
+    assert len(harness.renewed) == 1
+    assert len(waits) == 2 and waits[0] > 60  # woken long before its time
