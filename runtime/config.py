@@ -19,6 +19,8 @@ def env_list(name: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """An engine's settings: its state root, registries and cgroup parent."""
+
     root: Path = DEFAULT_ROOT
     # Registries spoken to over plain HTTP ("host:port"), like Docker's insecure-registries.
     insecure_registries: tuple[str, ...] = field(

@@ -1,7 +1,8 @@
 """Building the engine the way the `shoal` CLI (and later the agent) uses it.
 
 The bridge network is imported only when a container needs it: pyroute2 costs tens of
-milliseconds to import, which a `shoal ps` should not pay.
+milliseconds to import, which a `shoal ps` should not pay, and a bridged start imports it
+(`prepare`) while its container's processes set up, not before.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class LazyBridge:
 
             self._bridge = BridgeNetwork(self.config)
         return self._bridge
+
+    def prepare(self) -> None:
+        self._get()
 
     def attach(self, container_id: str, netns_path: str, ports: Sequence[str]) -> dict[str, Any]:
         from runtime.network.ports import parse_port

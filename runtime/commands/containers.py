@@ -16,7 +16,6 @@ import click
 from runtime.commands import units
 from runtime.commands.tables import print_table
 from runtime.config import EngineConfig
-from runtime.container import exec as container_exec
 from runtime.container import logs as container_logs
 from runtime.container.cgroups import Limits
 from runtime.container.engine import Engine
@@ -294,6 +293,8 @@ def exec_(
         sys.exit(exec_with_tty(engine, container, command, env, user, workdir, interactive))
     stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY)
     pid, _ = engine.exec(container, command, (stdin, 1, 2), env, user, workdir)
+    from runtime.container import exec as container_exec
+
     sys.exit(container_exec.wait(pid))
 
 
@@ -505,8 +506,3 @@ def find_container(config: EngineConfig, name: str) -> dict[str, Any] | None:
 
 
 COMMANDS = (run, ps, logs, exec_, start, stop, kill, rm, wait, stats, diff, commit, cleanup)
-
-
-def register(group: click.Group) -> None:
-    for command in COMMANDS:
-        group.add_command(command)

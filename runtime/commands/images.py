@@ -34,7 +34,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # Finders for `shoal inspect NAME`: each returns the object's JSON, or None when it does not
-# know NAME; the first that knows it answers. Containers are added by their commands.
+# know NAME; the first that knows it answers. The CLI adds the containers' finder.
 Finder = Callable[[EngineConfig, str], dict[str, Any] | None]
 
 

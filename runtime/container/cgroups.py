@@ -13,6 +13,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from runtime.errors import ContainerError
 
@@ -23,13 +24,14 @@ CFS_PERIOD_US = 100_000
 
 @dataclass(frozen=True)
 class Limits:
+    """A container's resource limits."""
+
     memory_bytes: int = 0  # 0 = unlimited
     nano_cpus: int = 0  # 1e9 = one CPU
     pids: int = 0
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     memory_bytes: int
     memory_limit_bytes: int
     cpu_ns: int

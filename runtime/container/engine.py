@@ -11,22 +11,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import select
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime import metrics
 from runtime.config import EngineConfig
-from runtime.container import exec as container_exec
 from runtime.container import init, names, security, shim
 from runtime.container import syscalls as sc
 from runtime.container.cgroups import ContainerCgroup, Limits
@@ -39,7 +35,10 @@ from runtime.container.store import (
     proc_start_time,
     write_json,
 )
-from runtime.errors import ContainerError
+from runtime.errors import ContainerError, RuntimeEngineError
+
+if TYPE_CHECKING:
+    import socket
 
 REEXEC_SHIM_AFTER = 0.2  # seconds a container must live before its shim slims down
 INIT_LAYER_DIRS = ("proc", "sys", "dev", "etc")
@@ -66,6 +65,10 @@ class Network(Protocol):
     ) -> dict[str, Any]: ...
 
     def detach(self, container_id: str) -> None: ...
+
+    def prepare(self) -> None:
+        """Get ready to attach (load code, ...): called while the container's processes
+        set up, so that the `attach` after them takes less time."""
 
 
 def _remove_tree(path: Path, attempts: int = 5) -> None:
@@ -124,7 +127,7 @@ class Engine:
 
     def create(self, spec: ContainerSpec, image: Image) -> str:
         spec.validate()
-        container_id = secrets.token_hex(32)
+        container_id = os.urandom(32).hex()
         hostname = spec.hostname or container_id[:12]
         process = resolve_process(spec, image.config, hostname)
         with self.store.creating():
@@ -153,7 +156,7 @@ class Engine:
                     "image_id": image.id,
                     "lower_dirs": [str(p) for p in image.lower_dirs()],
                     "spec": spec.to_json(),
-                    "process": asdict(process),
+                    "process": process._asdict(),
                     "cgroup": cgroup.to_json(),
                 },
             )
@@ -271,9 +274,16 @@ class Engine:
                 attach_dir=str(d.path) if spec.tty else "",
                 attended_path=str(attended_file),
             )
+            network = self._network if spec.network == "bridge" else None
             try:
-                launched = shim.launch(plan, self._seccomp_prog(), settings, before_exec)
-            except ContainerError as exc:
+                launched = shim.launch(
+                    plan,
+                    self._seccomp_prog(),
+                    settings,
+                    before_exec,
+                    meanwhile=network.prepare if network is not None else None,
+                )
+            except RuntimeEngineError as exc:  # the network's too: nothing may stay behind
                 if attached is not None:
                     attached.close()
                 metrics.CONTAINER_START_ERRORS.inc()
@@ -306,7 +316,7 @@ class Engine:
         container_id = self.create(spec, image)
         try:
             self.start(container_id)
-        except ContainerError:
+        except RuntimeEngineError:
             if spec.auto_remove:
                 self.remove(container_id, force=True)
             raise
@@ -388,6 +398,8 @@ class Engine:
     ) -> tuple[int, int | None]:
         """Start `argv` inside the running container; return its pid (see exec.wait) and,
         with `tty`, the master side of the terminal made for it inside the container."""
+        from runtime.container import exec as container_exec  # not needed to run containers
+
         d = self.store.find(name_or_id)
         if self._status(d) != "running":
             raise ContainerError(f"container {d.config()['name']} is not running")
@@ -558,7 +570,7 @@ class Engine:
 
     def usage(self, name_or_id: str) -> dict[str, Any]:
         d = self.store.find(name_or_id)
-        return asdict(ContainerCgroup.from_json(d.config()["cgroup"]).usage())
+        return ContainerCgroup.from_json(d.config()["cgroup"]).usage()._asdict()
 
     def limits(self, name_or_id: str) -> Limits:
         return ContainerSpec.from_json(self.store.find(name_or_id).config()["spec"]).limits

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from runtime.errors import ContainerError
 
 FOLLOW_POLL_SECONDS = 0.05
 
 
-@dataclass(frozen=True)
-class LogRecord:
+class LogRecord(NamedTuple):
     time: str  # RFC 3339 with nanoseconds, UTC
     stream: str  # stdout | stderr
     data: str

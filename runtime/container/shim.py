@@ -13,27 +13,26 @@ container outlives whoever started it. Pipes carry the handshake:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import os
 import select
 import signal
-import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from runtime.container import init, shim_loop
 from runtime.container import syscalls as sc
 from runtime.errors import ContainerError
 
+if TYPE_CHECKING:
+    import socket
+
 HANDSHAKE_TIMEOUT = 30.0
 
 
-@dataclass(frozen=True)
-class ShimSettings:
+class ShimSettings(NamedTuple):
     log_path: str
     exit_path: str
     oom_source: str
@@ -44,8 +43,7 @@ class ShimSettings:
     attended_path: str = ""  # "pid starttime" of a process that will clean up itself
 
 
-@dataclass(frozen=True)
-class Launched:
+class Launched(NamedTuple):
     pid: int  # the container's init, as seen from the engine's pid namespace
     shim_pid: int
 
@@ -69,6 +67,8 @@ def _bind_short(sock: socket.socket, path: str, connect: bool) -> None:
 
 
 def attach_listener(directory: str) -> socket.socket:
+    import socket  # for terminals only: its import costs a start without one milliseconds
+
     path = attach_path(directory)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -80,6 +80,8 @@ def attach_listener(directory: str) -> socket.socket:
 
 
 def attach_connect(directory: str) -> socket.socket:
+    import socket  # for terminals only (see attach_listener)
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     _bind_short(sock, attach_path(directory), connect=True)
     return sock
@@ -140,7 +142,7 @@ def _run_shim(
     _close(null, shim_log)
     # Nothing else of the engine's may live on here: a descriptor holding a lock (another
     # thread's flock, say) would keep it held for as long as the container runs.
-    keep = {0, 1, 2, pid_w, *streams, *dataclasses.astuple(fds)}
+    keep = {0, 1, 2, pid_w, *streams, *fds}
     if attach_fd is not None:
         keep.add(attach_fd)
     _close_all_but(keep)
@@ -179,8 +181,13 @@ def launch(
     seccomp: sc.SockFprog | None,
     settings: ShimSettings,
     before_exec: Callable[[int], None],
+    meanwhile: Callable[[], None] | None = None,
 ) -> Launched:
-    """Start the container; return once its process runs (or raise why it could not)."""
+    """Start the container; return once its process runs (or raise why it could not).
+
+    `meanwhile` runs here while the shim and the container's process set up: their first
+    step, joining the container's cgroups, waits for an RCU grace period (10-30 ms on
+    cgroup v1), time this process can spend getting `before_exec`'s work ready."""
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
@@ -205,6 +212,8 @@ def launch(
             attach_fd = listener.detach() if listener is not None else None
             _run_shim(plan, child_fds, streams, pid_w, seccomp, settings, engine_ends, attach_fd)
         except BaseException:
+            import traceback  # rarely needed, and not cheap to import on every start
+
             traceback.print_exc()
             os._exit(1)
         os._exit(0)
@@ -214,6 +223,8 @@ def launch(
     deadline = time.monotonic() + HANDSHAKE_TIMEOUT
     go_open = True
     try:
+        if meanwhile is not None:
+            meanwhile()
         raw_pid = _read_until_eof(pid_r, deadline, "the shim")
         if not raw_pid:
             raise ContainerError("the container shim failed before starting the container")

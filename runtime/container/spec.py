@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.container.cgroups import Limits
 from runtime.errors import ContainerError
@@ -17,6 +17,8 @@ MOUNT_TYPES = ("bind", "volume", "tmpfs")
 
 @dataclass(frozen=True)
 class Mount:
+    """A bind, volume or tmpfs mount asked for a container."""
+
     type: str  # bind | volume | tmpfs
     target: str
     source: str = ""  # host path (bind) or volume name (volume)
@@ -42,6 +44,8 @@ class Mount:
 
 @dataclass(frozen=True)
 class ContainerSpec:
+    """What a user asks of a container (the image's config fills in the rest)."""
+
     image: str
     name: str = ""
     command: tuple[str, ...] = ()  # overrides the image's Cmd
@@ -101,8 +105,7 @@ class ContainerSpec:
         return cls(**data)
 
 
-@dataclass(frozen=True)
-class ProcessPlan:
+class ProcessPlan(NamedTuple):
     """The process the container runs, resolved from the image config and the spec."""
 
     argv: tuple[str, ...]

@@ -29,6 +29,8 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 @dataclass
 class State:
+    """A container's run state, as state.json keeps it."""
+
     status: str = "created"  # created | running (exited is derived from exit.json)
     pid: int = 0
     pid_start: int = 0  # /proc/<pid>/stat start time, to tell a reused pid apart

@@ -10,7 +10,6 @@ same blob, across threads and processes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -111,6 +110,8 @@ class ContentStore:
         fetch: Fetch,
         on_bytes: Callable[[int], None] | None,
     ) -> None:
+        import hashlib  # loads OpenSSL: kept off the paths that only read images
+
         hasher = hashlib.sha256()
         with open(partial, "a+b") as f:
             f.seek(0)

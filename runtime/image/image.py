@@ -3,13 +3,13 @@ overlay stacks (`lower_dirs()`, top layer first)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(NamedTuple):
+    """One layer of a local image: its blob and its unpacked directory."""
+
     digest: str  # the (compressed) blob in the content store and registries
     media_type: str
     size: int  # of the blob
@@ -19,8 +19,9 @@ class Layer:
     link: Path  # short path of the unpacked dir
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
+    """A local image: its config and layers, and the names it goes by."""
+
     id: str  # the config's digest
     manifest_digest: str
     manifest_media_type: str

@@ -13,9 +13,8 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from runtime.image import digests
 from runtime.image.errors import LayerError
@@ -26,8 +25,9 @@ TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 
 
-@dataclass(frozen=True)
-class LayerInfo:
+class LayerInfo(NamedTuple):
+    """An unpacked layer: its ChainID, DiffID and unpacked size."""
+
     chain_id: str
     diff_id: str
     size: int

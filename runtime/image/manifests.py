@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.image import digests, mediatypes
 from runtime.image.errors import ManifestError
@@ -20,8 +19,9 @@ MAX_CONFIG_BYTES = 8 * 1024 * 1024
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(NamedTuple):
+    """An OS/architecture[/variant] an image is built for."""
+
     os: str
     architecture: str
     variant: str = ""
@@ -36,8 +36,9 @@ def host_platform() -> Platform:
     return Platform("linux", _ARCH.get(machine, machine), variant)
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(NamedTuple):
+    """A reference to a blob: media type, digest and size (OCI descriptor)."""
+
     media_type: str
     digest: str
     size: int
@@ -46,8 +47,9 @@ class Descriptor:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
+    """An image manifest: its config blob and layer blobs, bottom layer first."""
+
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class ProgressEvent:
+class ProgressEvent(NamedTuple):
+    """One step of a pull or push, for a progress display."""
+
     item: str  # the blob's short id (12 hex digits)
     status: str  # "Waiting", "Downloading", "Extracting", "Pull complete", "Already exists",
     # "Pushing", "Pushed", "Layer already exists", "Mounted from <repo>"

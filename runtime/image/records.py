@@ -13,15 +13,16 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.image import digests
 from runtime.image.files import flocked, read_json, write_json
 from runtime.image.manifests import Descriptor
 
 
-@dataclass(frozen=True)
-class LayerRecord:
+class LayerRecord(NamedTuple):
+    """A layer as an image record keeps it."""
+
     digest: str
     media_type: str
     size: int
@@ -50,6 +51,8 @@ class LayerRecord:
 
 @dataclass
 class ImageRecord:
+    """What the store keeps about one image (by config digest)."""
+
     id: str
     manifest: Descriptor
     config_size: int

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runtime.image import digests
 from runtime.image.errors import InvalidReference
@@ -27,8 +27,9 @@ _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
+    """A parsed image reference: registry domain, repository path, tag and/or digest."""
+
     domain: str  # "docker.io", "10.77.0.2:5000"
     path: str  # "library/busybox"
     tag: str | None = None

@@ -9,8 +9,8 @@ saves its record before the resources it names (see `state`), so a crash leaves 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -34,13 +34,14 @@ LOCK_FILE = "lock"
 
 def veth_name(container_id: str) -> str:
     """The host-side veth of a container: its id when short, else the id's start and a
-    hash of the whole id (two ids that share a prefix still get two names)."""
+    checksum of the whole id (two ids that share a prefix still get two names). CRC-32, not
+    a sha256 from hashlib: loading OpenSSL would cost every container start milliseconds."""
     room = IFNAMSIZ - len(VETH_PREFIX)
     if len(container_id) <= room:
         return VETH_PREFIX + container_id
     half = room // 2
-    digest = hashlib.sha256(container_id.encode()).hexdigest()
-    return VETH_PREFIX + container_id[:half] + digest[: room - half]
+    checksum = f"{zlib.crc32(container_id.encode()):08x}"
+    return VETH_PREFIX + container_id[:half] + checksum[: room - half]
 
 
 class BridgeNetwork:

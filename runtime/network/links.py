@@ -62,6 +62,8 @@ def _link_msg(index: int = 0, name: str | None = None, up: bool | None = None) -
 
 @dataclass(frozen=True)
 class LinkState:
+    """What the engine needs to know of an existing link."""
+
     index: int
     up: bool
     mac: str

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.network.ports import PortMapping
 
@@ -43,8 +42,7 @@ _OIFNAME: Expr = {"meta": {"key": "oifname"}}
 _LOOPBACK = IPv4Network("127.0.0.0/8")
 
 
-@dataclass(frozen=True)
-class MapPair:
+class MapPair(NamedTuple):
     """Two maps with the same key: one to the container's address, one to its port."""
 
     prefix: str

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.network import nat_rules
 from runtime.network.errors import NetworkError
+
+if TYPE_CHECKING:
+    import subprocess
 
 TIMEOUT_S = 30.0
 
@@ -39,6 +41,8 @@ def _nft(args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedP
     binary = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
     if binary is None:
         raise NetworkError("the nft command is missing: install the nftables package")
+    import subprocess  # imported here: a bridged container start without -p never runs nft
+
     try:
         return subprocess.run(
             [binary, *args],

@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,11 +19,13 @@ from runtime.container.cgroups import Limits
 from runtime.container.engine import Engine
 from runtime.container.spec import ContainerSpec, Mount
 from runtime.errors import ContainerError
+from runtime.network.errors import NetworkError
 from tests.integration.runtime.container.conftest import LocalImage
 
 
 def _spec(*command: str, **kwargs: object) -> ContainerSpec:
-    return ContainerSpec(image="busybox", command=command, network="none", **kwargs)  # type: ignore[arg-type]
+    kwargs.setdefault("network", "none")
+    return ContainerSpec(image="busybox", command=command, **kwargs)  # type: ignore[arg-type]
 
 
 def _logs(engine: Engine, cid: str) -> list[dict[str, str]]:
@@ -252,3 +256,56 @@ def _wait_for_output(engine: Engine, cid: str, text: str, deadline_s: float = 10
     while text not in _out(engine, cid):
         assert time.monotonic() < deadline, f"no {text!r} in the log of {cid[:12]}"
         time.sleep(0.02)
+
+
+class RecordingNetwork:
+    """The engine's Network, recording what the engine asks of it and what this process's
+    children were at the time. It makes no links: the subject is the start handshake."""
+
+    def __init__(self, fail_prepare: bool = False) -> None:
+        self.fail_prepare = fail_prepare
+        self.calls: list[tuple[str, Any]] = []
+
+    def prepare(self) -> None:
+        children = Path(f"/proc/self/task/{threading.get_native_id()}/children").read_text()
+        self.calls.append(("prepare", {int(pid) for pid in children.split()}))
+        if self.fail_prepare:
+            raise NetworkError("the network could not get ready (on purpose)")
+
+    def attach(self, container_id: str, netns_path: str, ports: Sequence[str]) -> dict[str, Any]:
+        self.calls.append(("attach", netns_path))
+        return {"ip": "192.0.2.7"}  # TEST-NET-1: written to the container's /etc/hosts only
+
+    def detach(self, container_id: str) -> None:
+        self.calls.append(("detach", container_id))
+
+
+def test_the_network_gets_ready_while_the_container_is_being_set_up(
+    engine_on: Callable[[], Engine], busybox: LocalImage
+) -> None:
+    network = RecordingNetwork()
+    engine = Engine(engine_on().config, network=network, cleanup_on_exit=False)
+    cid = engine.run(_spec("cat", "/etc/hosts", network="bridge"), busybox)
+    state = engine.store.find(cid).state()
+    assert engine.wait(cid, timeout=10)["exit_code"] == 0
+    assert "192.0.2.7\t" in _out(engine, cid)
+    engine.remove(cid)  # detaches, unless the wait did (it does when the exit comes after it)
+    (step, children), attach, detach = network.calls
+    assert step == "prepare" and state.shim_pid in children  # the shim was already forked
+    assert attach == ("attach", f"/proc/{state.pid}/ns/net")
+    assert detach == ("detach", cid)
+
+
+def test_a_network_that_cannot_get_ready_fails_the_start_and_leaves_nothing(
+    engine_on: Callable[[], Engine], busybox: LocalImage
+) -> None:
+    network = RecordingNetwork(fail_prepare=True)
+    engine = Engine(engine_on().config, network=network, cleanup_on_exit=False)
+    with pytest.raises(NetworkError, match=r"could not get ready \(on purpose\)"):
+        engine.run(_spec("true", network="bridge"), busybox)
+    assert [call for call, _ in network.calls] == ["prepare"]  # never attached
+    (info,) = engine.list(all=True)
+    assert not info["State"]["Running"]
+    assert info["State"]["Error"] == "the network could not get ready (on purpose)"
+    for path in info["HostConfig"]["CgroupPaths"].values():
+        assert not Path(path).exists()  # removed, so no process of it is left either
