@@ -17,6 +17,7 @@ from pathlib import Path
 from agent import GRPC_FORK_SUPPORT
 from agent.errors import ConfigError
 from agent.executor import Executor
+from agent.log_subscriptions import LogSubscriptions
 from agent.managers import Managers
 from agent.node_description import describe
 from agent.reporter import StatusReporter
@@ -68,7 +69,9 @@ class Agent:
             insecure_registries=config.insecure_registries,
             cgroup_parent=config.cgroup_parent,
         )
-        self.executor = Executor(make_engine(engine_config), ImageStore(engine_config))
+        engine = make_engine(engine_config)
+        self.executor = Executor(engine, ImageStore(engine_config))
+        self.logs = LogSubscriptions(config.node_id, engine)
         self.reporter = StatusReporter()
         self.worker = Worker(self.executor, config.node_id, self.reporter.report)
         self._describe()  # bad labels fail here rather than at every session
@@ -79,6 +82,7 @@ class Agent:
             self.worker,
             self.reporter,
             on_node=config.on_node,
+            logs=self.logs,
         )
         self._running: asyncio.Task[None] | None = None
 
@@ -93,6 +97,7 @@ class Agent:
         finally:
             await self.worker.close()
             self.executor.close()
+            self.logs.close()
 
     async def stop(self) -> None:
         """End `run()` and wait for it; tasks' containers keep running."""

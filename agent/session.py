@@ -44,6 +44,13 @@ class AssignmentSink(Protocol):
         """Changes to the previous set."""
 
 
+class LogListener(Protocol):
+    """Follows the log subscriptions sent to this node (agent.log_subscriptions)."""
+
+    async def serve(self, channel: grpc.aio.Channel) -> None:
+        """Until cancelled, over the session's channel; never fails the session."""
+
+
 class Session:
     def __init__(
         self,
@@ -55,6 +62,7 @@ class Session:
         backoff: Backoff | None = None,
         first_message_timeout: float = FIRST_MESSAGE_TIMEOUT,
         on_node: Callable[[objects_pb2.Node], None] | None = None,
+        logs: LogListener | None = None,
     ) -> None:
         self.managers = managers
         self.session_id = ""
@@ -67,6 +75,7 @@ class Session:
         self._first_message_timeout = first_message_timeout
         # Sees this node's object as the managers have it (swarmd: role changes).
         self._on_node = on_node
+        self._logs = logs
 
     async def run(self) -> None:
         """Keep a session open, reconnecting for ever; returns only by cancellation."""
@@ -95,12 +104,15 @@ class Session:
             if first is grpc.aio.EOF:
                 raise SessionEnded("the dispatcher closed the session before confirming it")
             self._confirmed(address, first)
-            await _until_one_fails(
+            loops = [
                 self._follow(call),
                 self._heartbeat(stub),
                 self._assignments(stub),
                 self._report(stub),
-            )
+            ]
+            if self._logs is not None:
+                loops.append(self._logs.serve(channel))
+            await _until_one_fails(*loops)
         finally:
             if call is not None:
                 call.cancel()

@@ -43,6 +43,7 @@ from manager.dispatcher import (
     add_dispatcher_service,
     certificate_identity,
 )
+from manager.logbroker import LOGS_POLICIES, LogBroker, add_log_broker_service, add_logs_service
 from manager.orchestrator import Orchestrators
 from manager.raft import Raft, RaftConfig
 from manager.raft_membership import POLICIES as RAFT_POLICIES
@@ -50,7 +51,7 @@ from manager.raft_membership import RaftMembershipServicer
 from manager.reloadable_tls import ReloadableServerCredentials
 from manager.role_manager import RaftRemovalCheck, RoleManager
 from manager.scheduler.service import SchedulerService
-from manager.store import Store
+from manager.store import NotLeader, Store
 from shoal.v1 import objects_pb2, raft_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class Manager:
         self.store.proposer = self.raft
         # Serves agents on every manager, works (and answers) only while this one leads.
         self.dispatcher = Dispatcher(self.store)
+        # Like the dispatcher: agents listen and publish here, it answers while leading.
+        self.log_broker = LogBroker(self.store)
         self.ca: ClusterCA | None = None
         self.authorizer: Authorizer | None = None
         self.health = health.aio.HealthServicer()
@@ -174,6 +177,7 @@ class Manager:
             await on_leader()
         subsystems: list[LeaderSubsystem] = [
             self.dispatcher,
+            self.log_broker,
             Allocator(self.store),
             SchedulerService(self.store),
             Orchestrators(self.store),
@@ -197,6 +201,7 @@ class Manager:
             **RAFT_POLICIES,
             **DISPATCHER_POLICIES,
             **CONTROL_POLICIES,
+            **LOGS_POLICIES,
         }
 
         def connect(address: str) -> grpc.aio.Channel:
@@ -222,6 +227,8 @@ class Manager:
                 RaftMembershipServicer(self.store, self.raft, self.authorizer, key), server
             )
             add_dispatcher_service(server, self.dispatcher, certificate_identity(self.authorizer))
+            add_log_broker_service(server, self.log_broker, certificate_identity(self.authorizer))
+            add_logs_service(server, self.log_broker, self._leader_channel)
             add_control_service(server, self.control)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             server.add_secure_port(address, tls.credentials)
@@ -237,6 +244,12 @@ class Manager:
             await server.start()
         if self.config.control_socket is not None:
             await self._serve_control_socket(self.config.control_socket)
+
+    async def _leader_channel(self) -> grpc.aio.Channel | None:
+        """A channel to the leader's API (for calls a follower relays), None if unknown."""
+        if self.leader_channels is None:
+            return None
+        return await self.leader_channels(NotLeader(self.raft.leader_address()))
 
     def reload_credentials(self, credentials: NodeCredentials) -> None:
         """Serve and dial with a renewed manager certificate from now on (new connections;
@@ -256,6 +269,7 @@ class Manager:
             path.unlink()
         server = grpc.aio.server()
         add_control_service(server, self.control)
+        add_logs_service(server, self.log_broker, self._leader_channel)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         old_umask = os.umask(0o177)
         try:

@@ -8,12 +8,13 @@ from typing import Any
 
 import click
 
-from shoal.v1 import control_pb2, objects_pb2, specs_pb2, types_pb2
+from shoal.v1 import control_pb2, logs_pb2, objects_pb2, specs_pb2, types_pb2
 from swarmctl.commands.common import control_for, list_options, show_list
 from swarmctl.commands.node import hostname
 from swarmctl.connection import Control
 from swarmctl.convergence import wait_converged
 from swarmctl.errors import SwarmctlError
+from swarmctl.logs import log_options, show_logs
 from swarmctl.output import humanize_since, print_json, title
 from swarmctl.resolve import NODE, SERVICE, list_all, resolve
 from swarmctl.service_flags import apply_options, new_spec, spec_options
@@ -297,8 +298,15 @@ def rm(ctx: click.Context, services: tuple[str, ...]) -> None:
             click.echo(found.spec.annotations.name)
 
 
-@service.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def logs(args: tuple[str, ...]) -> None:
-    """Service logs (not yet implemented: the cluster has no Logs service yet)."""
-    raise SwarmctlError("service logs: not yet implemented", code=2)
+@service.command()
+@click.argument("reference", metavar="SERVICE")
+@log_options
+@click.pass_context
+def logs(ctx: click.Context, /, reference: str, **options: Any) -> None:
+    """Show a service's logs, gathered from the nodes that ran its tasks."""
+
+    def select(control: Control) -> tuple[logs_pb2.LogSelector, list[objects_pb2.Task]]:
+        found = resolve(control, SERVICE, reference)
+        return logs_pb2.LogSelector(service_ids=[found.id]), _tasks(control, [found.id])
+
+    show_logs(ctx, select, task_name, **options)

@@ -186,11 +186,6 @@ def test_tls_needs_both_flags_and_readable_files(
     assert exited.value.code == 1 and f"cannot read {tmp_path}/certificates/root.crt" in err
 
 
-def test_logs_is_not_yet_implemented(swarmctl: Harness) -> None:
-    result = swarmctl.run("service", "logs", "-f", "web")
-    assert result.code == 2 and "not yet implemented" in result.err
-
-
 def test_the_socket_comes_from_the_environment(
     swarmctl: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,161 @@
+"""`swarmctl service logs` on a real cluster: two managers (the second a raft follower) and a
+worker, each running a real agent, and a 3-replica busybox service printing lines. The logs
+are gathered from every machine by the leader's broker, through the follower too; --tail,
+-f (with Ctrl-C) and an unknown service are checked."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.netns_driver import Machine
+from tests.integration.conftest import LabHandle
+from tests.integration.manager.swarm_cluster import SwarmCluster, until
+
+SWARMCTL = str(Path(sys.executable).parent / "swarmctl")
+# One "hello" line, then a numbered tick every second.
+PROGRAM = "echo hello-$HOSTNAME; i=0; while :; do i=$((i+1)); echo tick-$i; sleep 1; done"
+# `logs.2.abc123def456@machine    | hello-...`
+LINE = re.compile(r"^logs\.(\d)\.([0-9a-z]{12})@(\S+) +\| (.*)$")
+
+
+@pytest.fixture
+def swarm(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[SwarmCluster]:
+    lab = make_lab(3)
+    cluster = SwarmCluster(lab, tmp_path)
+    try:
+        cluster.init(lab.machines[0])
+        cluster.control(lab.machines[0], "heartbeat", "1")
+        cluster.join(lab.machines[1], role="managers")
+        cluster.join(lab.machines[2], role="workers")
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+def swarmctl(swarm: SwarmCluster, machine: Machine, *args: str) -> subprocess.Popen[str]:
+    socket = str(swarm.state_dir(machine) / "swarmd.sock")
+    return swarm.lab.run(
+        machine,
+        [SWARMCTL, "-s", socket, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def finished(swarm: SwarmCluster, machine: Machine, *args: str) -> tuple[int, str, str]:
+    process = swarmctl(swarm, machine, *args)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+def parsed(out: str) -> list[tuple[int, str, str, str]]:
+    """(slot, short task id, node, text) of every line; any other line fails the test."""
+    lines = []
+    for line in out.splitlines():
+        match = LINE.match(line)
+        assert match, f"not a log line: {line!r} in\n{out}"
+        lines.append((int(match[1]), match[2], match[3], match[4]))
+    return lines
+
+
+def read_lines_until(
+    process: subprocess.Popen[str], done: Callable[[list[str]], bool], deadline_s: float
+) -> list[str]:
+    """Lines of the process's stdout until `done(lines)`, or fail after the deadline."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    os.set_blocking(fd, False)
+    deadline = time.monotonic() + deadline_s
+    buffered, lines = "", list[str]()
+    while not done(lines):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; lines so far: {lines}"
+        if select.select([fd], [], [], min(left, 0.5))[0]:
+            chunk = os.read(fd, 65536).decode()
+            assert chunk or process.poll() is None, f"swarmctl exited early: {lines}"
+            buffered += chunk
+            *complete, buffered = buffered.split("\n")
+            lines.extend(complete)
+    return lines
+
+
+def test_service_logs_from_every_machine(swarm: SwarmCluster) -> None:
+    leader, follower = swarm.lab.machines[:2]
+    until(
+        lambda: [n["state"] for n in swarm.control(leader, "nodes")] == ["READY"] * 3,
+        "3 nodes ready",
+    )
+    image = f"{swarm.lab.registry}/busybox:latest"
+    service_id = swarm.control(leader, "create", "logs", "3", image, "sh", "-c", PROGRAM)["id"]
+
+    def running() -> list[dict[str, Any]]:
+        tasks = swarm.control(leader, "tasks", service_id)
+        return [t for t in tasks if t["desired"] == "RUNNING" and t["state"] == "RUNNING"]
+
+    tasks = until(lambda: len(found := running()) == 3 and found, "3 running tasks")
+    hosts = {n["id"]: n["hostname"] for n in swarm.control(leader, "nodes")}
+    expected = {(t["slot"], t["id"][:12], hosts[t["node_id"]]) for t in tasks}
+    assert {node for _, _, node in expected} == {m.name for m in swarm.lab.machines}
+
+    # Every task's first line, prefixed by its name and node, from the leader and a follower.
+    for machine in (leader, follower):
+
+        def hellos(machine: Machine = machine) -> set[tuple[int, str, str]] | None:
+            code, out, err = finished(swarm, machine, "service", "logs", "logs")
+            assert code == 0, err
+            found = {(s, t, n) for s, t, n, text in parsed(out) if text.startswith("hello-")}
+            return found if found == expected else None
+
+        until(hellos, f"every task's hello line through {machine.name}", deadline_s=20)
+
+    # --tail 1: one line per task, its latest tick.
+    until(lambda: all(t > 1 for t in ticks_of(swarm, leader)), "a second tick from every task")
+    code, out, err = finished(swarm, leader, "service", "logs", "--tail", "1", "logs")
+    assert code == 0, err
+    tail = parsed(out)
+    assert sorted((s, t, n) for s, t, n, _ in tail) == sorted(expected)
+    assert all(text.startswith("tick-") for *_, text in tail)
+
+    # -f --tail 0 (on the follower): only lines written after it started, from every task,
+    # until Ctrl-C, which ends it cleanly.
+    process = swarmctl(swarm, follower, "service", "logs", "-f", "--tail", "0", "logs")
+    try:
+
+        def every_task(lines: list[str]) -> bool:
+            return {(s, t, n) for s, t, n, _ in parsed("\n".join(lines))} == expected
+
+        followed = parsed("\n".join(read_lines_until(process, every_task, deadline_s=20)))
+        assert all(text.startswith("tick-") for *_, text in followed)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+        assert process.returncode == 0, err
+        assert "Traceback" not in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+    code, out, err = finished(swarm, leader, "service", "logs", "nope")
+    assert (code, out) == (1, "")
+    assert err.strip() == "swarmctl: error: no such service: nope"
+
+
+def ticks_of(swarm: SwarmCluster, machine: Machine) -> list[int]:
+    """The latest tick number of each task (empty until every task has ticked)."""
+    code, out, err = finished(swarm, machine, "service", "logs", "--tail", "1", "logs")
+    assert code == 0, err
+    ticks = [text for *_, text in parsed(out) if text.startswith("tick-")]
+    return [int(t.removeprefix("tick-")) for t in ticks] if len(ticks) == 3 else []
