@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from prometheus_client import REGISTRY
 
 from agent.agent import Agent, AgentConfig
 from manager import cluster_state
@@ -27,6 +28,7 @@ from manager.ca.root_ca import RootCA
 from manager.ca.tls import MANAGER_CHANNEL_OPTIONS, write_private_file
 from manager.manager import Manager, ManagerConfig
 from manager.store import EventAction, Kind, ReadTx, Store, WriteTx
+from manager.store.metrics import ClusterObjectsCollector
 from node.identity import Identity, NodeState
 from node.renewal import CertificateRenewal
 from runtime import metrics as runtime_metrics
@@ -317,7 +319,10 @@ async def run(
     credentials, state = identity.load()
     serve_metrics(metrics_address)
     holder = _CredentialsHolder(credentials)
-    await _Node(identity, state, holder, joining, control_socket).run()
+    node = _Node(identity, state, holder, joining, control_socket)
+    if metrics_address:
+        REGISTRY.register(ClusterObjectsCollector(node.leader_store))
+    await node.run()
 
 
 class _Node:
@@ -345,6 +350,11 @@ class _Node:
         self._role_changed = asyncio.Event()
         self._agent_started = False
         self._group: asyncio.TaskGroup | None = None
+
+    def leader_store(self) -> Store | None:
+        """The store while this node's manager leads (for the cluster's metrics), else None."""
+        manager = self.manager
+        return manager.store if manager is not None and manager.raft.is_leader() else None
 
     @property
     def _certified_manager(self) -> bool:
