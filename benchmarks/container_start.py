@@ -28,6 +28,9 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 RUNC = shutil.which("runc")
 DOCKER = shutil.which("docker")
+# REFERENCE.md section 2: `docker run --rm busybox true` measured on this kind of machine,
+# used for the ratio when no Docker daemon answers here.
+DOCKER_REFERENCE_MS = 268.0
 
 
 def median_ms(fn: Callable[[], None], runs: int, warmup: int = 2) -> float:
@@ -195,6 +198,7 @@ def main() -> None:
     print(
         f"(d) docker run --rm busybox true:                    "
         f"{f'{docker:.1f} ms' if docker else 'no Docker daemon with busybox here'}"
+        f"{'' if docker else f' (REFERENCE.md: {DOCKER_REFERENCE_MS:.0f} ms)'}"
     )
     print(
         f"PSS of Shoal's processes per running container ({args.containers} running): "
@@ -207,6 +211,7 @@ def main() -> None:
         if "runc_ms" in figures
         else "na",
         "cli_vs_docker": f"{figures['cli_ms'] / docker:.3f}" if docker else "na",
+        "cli_vs_docker_reference": f"{figures['cli_ms'] / DOCKER_REFERENCE_MS:.3f}",
         "pss_mib_per_container": f"{figures['pss_mib_per_container']:.2f}",
     }
     print(" ".join(f"{k}={v}" for k, v in line.items()))

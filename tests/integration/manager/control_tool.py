@@ -57,6 +57,7 @@ async def run(target: str, command: str, args: list[str]) -> Any:
                     "state": types_pb2.NodeStatus.State.Name(n.status.state),
                     "availability": specs_pb2.NodeSpec.Availability.Name(n.spec.availability),
                     "raft_addr": n.manager_status.raft_addr,
+                    "leader": n.manager_status.leader,
                 }
                 for n in nodes
             ]
