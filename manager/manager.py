@@ -45,6 +45,7 @@ from manager.dispatcher import (
 )
 from manager.logbroker import LOGS_POLICIES, LogBroker, add_log_broker_service, add_logs_service
 from manager.orchestrator import Orchestrators
+from manager.ports import JOIN_PORT, RAFT_PORT, REMOTE_API_PORT
 from manager.raft import Raft, RaftConfig
 from manager.raft_membership import POLICIES as RAFT_POLICIES
 from manager.raft_membership import RaftMembershipServicer
@@ -56,9 +57,6 @@ from shoal.v1 import objects_pb2, raft_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-REMOTE_API_PORT = 4242
-RAFT_PORT = 4243
-JOIN_PORT = 4244
 CLUSTER_WAIT_SECONDS = 60.0
 
 

@@ -14,7 +14,7 @@ import click
 from google.protobuf.duration_pb2 import Duration
 
 from manager.ca.errors import CAError
-from manager.manager import JOIN_PORT, RAFT_PORT, REMOTE_API_PORT
+from manager.ports import JOIN_PORT, RAFT_PORT, REMOTE_API_PORT
 from node import daemon
 from node.daemon import Addresses, SwarmdError
 from swarmctl.errors import SwarmctlError

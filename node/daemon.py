@@ -11,29 +11,28 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
-from prometheus_client import REGISTRY
 
 from agent.agent import Agent, AgentConfig
-from manager import cluster_state
 from manager.ca import base36
 from manager.ca.certificates import create_csr, generate_node_key
 from manager.ca.client import NodeCredentials, join_cluster
 from manager.ca.cluster_ca import ClusterCA
-from manager.ca.pem import certificate_pem
 from manager.ca.roles import Role
 from manager.ca.root_ca import RootCA
 from manager.ca.tls import MANAGER_CHANNEL_OPTIONS, write_private_file
-from manager.manager import Manager, ManagerConfig
-from manager.store import EventAction, Kind, ReadTx, Store, WriteTx
-from manager.store.metrics import ClusterObjectsCollector
 from node.identity import Identity, NodeState
 from node.renewal import CertificateRenewal
 from runtime import metrics as runtime_metrics
 from runtime.config import env_list
 from shoal.v1 import objects_pb2, raft_pb2, raft_pb2_grpc, types_pb2
+
+if TYPE_CHECKING:
+    from manager.manager import Manager
+    from manager.store import Store
 
 log = logging.getLogger(__name__)
 JOIN_ATTEMPTS = 5
@@ -60,40 +59,15 @@ def _hostname(given: str | None) -> str:
     return given or socket.gethostname()
 
 
-def _raft_key_file(identity: Identity) -> Path:
-    return identity.certs / "raft.key"
-
-
-def manager_config(
-    state_dir: Path,
-    state: NodeState,
-    joining: bool = False,
-    control_socket: Path | None = None,
-) -> ManagerConfig:
-    host, _, api_port = state.remote_api.rpartition(":")
-    return ManagerConfig(
-        state_dir=state_dir,
-        advertise_host=host,
-        remote_api_port=int(api_port),
-        raft_port=int(state.raft_address.rpartition(":")[2]),
-        join_port=int(state.join_address.rpartition(":")[2]),
-        control_socket=control_socket or default_control_socket(state_dir),
-        raft_peers=tuple(state.raft_peers),
-        joining=joining,
-    )
-
-
-def default_control_socket(state_dir: Path) -> Path:
-    return state_dir / "swarmd.sock"
-
-
 async def init(
     state_dir: Path,
     addresses: Addresses,
     hostname: str | None,
     heartbeat_period: Duration | None = None,
 ) -> None:
-    spec = cluster_state.default_spec()
+    from node import manager_node  # a manager's process only: see manager_node
+
+    spec = manager_node.default_spec()
     if heartbeat_period is not None:
         if heartbeat_period.ToNanoseconds() <= 0:
             raise SwarmdError("the heartbeat period must be positive")
@@ -117,11 +91,7 @@ async def init(
         join_address=f"{host}:{addresses.join_port}",
     )
     identity.save(credentials, state)
-    write_private_file(_raft_key_file(identity), cluster_state.raft_key(ca.root))
-    # The Cluster object (with the CA key) is replicated once this manager first leads;
-    # until it is committed, it waits on disk, readable by root only.
-    cluster = cluster_state.new_cluster(ca, spec)
-    write_private_file(_bootstrap_file(identity), cluster.SerializeToString())
+    manager_node.write_cluster_files(identity, ca, spec)
     print(
         f"Cluster {ca.cluster_id} initialized; this node ({node_id}) is its first manager.",
         flush=True,
@@ -134,43 +104,6 @@ async def init(
         f"Join managers: swarmd join --token {ca.join_tokens.manager} {state.join_address}",
         flush=True,
     )
-
-
-def _bootstrap_file(identity: Identity) -> Path:
-    return identity.certs / "bootstrap-cluster.pb"
-
-
-async def _bootstrap_cluster(manager: Manager, identity: Identity, state: NodeState) -> None:
-    """On the first manager's first leadership: the Cluster object and its own Node."""
-    bootstrap = _bootstrap_file(identity)
-    if manager.store.view(cluster_state.current_cluster) is not None:
-        bootstrap.unlink(missing_ok=True)
-        return
-    cluster = objects_pb2.Cluster.FromString(bootstrap.read_bytes())
-    credentials, _ = identity.load()
-
-    def create(tx: WriteTx) -> None:
-        tx.create(cluster)
-        tx.create(_own_node(state, credentials))
-
-    await manager.store.update(create)
-    bootstrap.unlink(missing_ok=True)
-
-
-def _own_node(state: NodeState, credentials: NodeCredentials) -> objects_pb2.Node:
-    node = objects_pb2.Node(id=state.node_id, role=types_pb2.MANAGER)
-    node.certificate.role = types_pb2.MANAGER
-    node.certificate.certificate = certificate_pem(credentials.certificate)
-    node.certificate.cn = state.node_id
-    node.spec.desired_role = types_pb2.MANAGER
-    node.description.hostname = state.hostname
-    node.status.state = types_pb2.NodeStatus.UNKNOWN  # READY once its agent has a session
-    node.status.addr = state.remote_api.rpartition(":")[0]
-    node.manager_status.raft_id = 1
-    node.manager_status.addr = state.remote_api
-    node.manager_status.raft_addr = state.raft_address
-    node.manager_status.leader = True
-    return node
 
 
 async def join(
@@ -205,7 +138,7 @@ async def join(
         ]
         state.managers = [m.addr for m in response.members]
         identity.save(credentials, state)
-        write_private_file(_raft_key_file(identity), response.raft_key)
+        write_private_file(identity.raft_key_file, response.raft_key)
     else:
         join_host = join_address.rpartition(":")[0]
         state.managers = [manager_api or f"{join_host}:{addresses.remote_api_port}"]
@@ -235,35 +168,6 @@ async def _raft_join(
                 message = f"joining the raft group at {address} failed: {exc.details()}"
                 raise SwarmdError(message) from None
     raise SwarmdError(f"could not reach the raft leader after {JOIN_ATTEMPTS} attempts")
-
-
-async def _track_peers(store: Store, identity: Identity, state: NodeState) -> None:
-    """Keep node.json's raft peers equal to the current managers, for the next start."""
-
-    def managers(tx: ReadTx) -> list[objects_pb2.Node]:
-        return [n for n in tx.list(objects_pb2.Node) if n.manager_status.raft_addr]
-
-    def save(nodes: list[objects_pb2.Node]) -> None:
-        peers = sorted(n.manager_status.raft_addr for n in nodes)
-        peers = [p for p in peers if p != state.raft_address]
-        apis = sorted(n.manager_status.addr for n in nodes)
-        if peers != state.raft_peers or apis != state.managers:
-            state.raft_peers, state.managers = peers, apis
-            identity.save_state(state)
-
-    nodes, events = store.view_and_watch(managers, kinds=(Kind.NODE,))
-    try:
-        save(nodes)
-        async for event in events:
-            if event.action is not EventAction.UPDATE or event.old is None:
-                save(store.view(managers))
-                continue
-            old, new = event.old, event.new
-            assert isinstance(old, objects_pb2.Node) and isinstance(new, objects_pb2.Node)
-            if old.manager_status != new.manager_status:
-                save(store.view(managers))
-    finally:
-        events.close()
 
 
 class _CredentialsHolder:
@@ -319,10 +223,7 @@ async def run(
     credentials, state = identity.load()
     serve_metrics(metrics_address)
     holder = _CredentialsHolder(credentials)
-    node = _Node(identity, state, holder, joining, control_socket)
-    if metrics_address:
-        REGISTRY.register(ClusterObjectsCollector(node.leader_store))
-    await node.run()
+    await _Node(identity, state, holder, joining, control_socket, bool(metrics_address)).run()
 
 
 class _Node:
@@ -339,9 +240,11 @@ class _Node:
         holder: _CredentialsHolder,
         joining: bool,
         control_socket: Path | None,
+        metrics: bool = False,
     ) -> None:
         self.identity = identity
-        self.control_socket = control_socket or default_control_socket(identity.state_dir)
+        self.control_socket = control_socket or identity.default_control_socket
+        self.metrics = metrics
         self.state = state
         self.holder = holder
         self.joining = joining
@@ -410,28 +313,31 @@ class _Node:
             await self._role_changed.wait()
 
     async def _be_manager(self) -> None:
+        from node import manager_node  # workers never load the manager (nor its metrics)
+
+        if self.metrics:
+            manager_node.export_cluster_metrics(self.leader_store)
         state_dir = self.identity.state_dir
         fresh_join = self.joining or (
             not (state_dir / "raft").exists() and bool(self.state.raft_peers)
         )
-        if not _raft_key_file(self.identity).exists():
+        if not self.identity.raft_key_file.exists():
             await self._join_raft()  # a promoted worker
             fresh_join = True
-        raft_key = _raft_key_file(self.identity).read_bytes()
-        manager = Manager(
-            manager_config(state_dir, self.state, fresh_join, self.control_socket),
-            self.holder.current,
-            raft_key,
+        manager = manager_node.new_manager(
+            self.identity, self.state, self.holder.current, fresh_join, self.control_socket
         )
 
         async def on_leader() -> None:
-            await _bootstrap_cluster(manager, self.identity, self.state)
+            await manager_node.bootstrap_cluster(manager, self.identity, self.state)
 
         self.manager = manager
         try:
             async with asyncio.TaskGroup() as group:
                 serving = group.create_task(manager.run(on_leader))
-                tracking = group.create_task(_track_peers(manager.store, self.identity, self.state))
+                tracking = group.create_task(
+                    manager_node.track_peers(manager.store, self.identity, self.state)
+                )
                 await manager.ready.wait()
                 log.info("manager %s serving on %s", self.state.node_id, self.state.remote_api)
                 with contextlib.suppress(FileNotFoundError):
@@ -461,7 +367,7 @@ class _Node:
             ]
             self.state.managers = [m.addr for m in response.members]
             self.identity.save_state(self.state)
-            write_private_file(_raft_key_file(self.identity), response.raft_key)
+            write_private_file(self.identity.raft_key_file, response.raft_key)
             log.info("promoted: joined the raft group (%d members)", len(response.members))
             return
         raise PromotionError("promoted, but no manager let this node join: " + "; ".join(failures))
@@ -470,10 +376,10 @@ class _Node:
         """A worker keeps no raft state: a demoted manager's log, key and socket go (it has
         left the group: the CA issues a worker certificate only after that)."""
         state_dir = self.identity.state_dir
-        if not _raft_key_file(self.identity).exists() and not (state_dir / "raft").exists():
+        if not self.identity.raft_key_file.exists() and not (state_dir / "raft").exists():
             return
         shutil.rmtree(state_dir / "raft", ignore_errors=True)
-        _raft_key_file(self.identity).unlink(missing_ok=True)
+        self.identity.raft_key_file.unlink(missing_ok=True)
         self.control_socket.unlink(missing_ok=True)
         self.state.raft_peers = []
         self.identity.save_state(self.state)

@@ -4,6 +4,7 @@ and what it needs to start again (node id, role, addresses, raft peers).
     <state-dir>/certificates/node.key   0600
     <state-dir>/certificates/node.crt   0600
     <state-dir>/certificates/root.crt
+    <state-dir>/certificates/raft.key   0600, managers
     <state-dir>/node.json               node id, role, cluster id, addresses, raft peers
 """
 
@@ -36,6 +37,21 @@ class Identity:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.certs = state_dir / "certificates"
+
+    @property
+    def raft_key_file(self) -> Path:
+        """Managers only: the cluster raft key."""
+        return self.certs / "raft.key"
+
+    @property
+    def bootstrap_file(self) -> Path:
+        """The first manager, until it first leads: the Cluster object to create."""
+        return self.certs / "bootstrap-cluster.pb"
+
+    @property
+    def default_control_socket(self) -> Path:
+        """Managers: Control for local root (swarmd --listen-control-api moves it)."""
+        return self.state_dir / "swarmd.sock"
 
     @property
     def exists(self) -> bool:
