@@ -14,6 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+from deploy.lab import Lab
+from deploy.prometheus.server import LabPrometheus
+from deploy.prometheus.targets import targets_for
+
 BIN = Path(sys.executable).parent
 LAB = "demo"
 MANAGERS, WORKERS = 3, 2
@@ -133,7 +137,23 @@ def main() -> None:
     other = next(m for m in machines if m != host)
     page = on(other, "busybox", "wget", "-qO-", f"http://{address}:8080/")
     print(f"from {other}: GET http://{address}:8080/ (service hello on {host}) ->\n{page}")
+    show_prometheus(machines, expected_running=7)
     print("Remove it all with: make demo-down")
+
+
+def show_prometheus(machines: list[str], expected_running: int) -> None:
+    """Prometheus inside the first machine scrapes every swarmd; ask it about running tasks."""
+    lab = Lab()
+    prometheus = LabPrometheus(lab.machine(machines[0]))
+    prometheus.start(targets_for(lab.machine(name) for name in machines))
+    query = 'sum(shoal_agent_tasks{state="running"})'
+    deadline = time.monotonic() + 30
+    value = None
+    while time.monotonic() < deadline and value != expected_running:
+        value = prometheus.api.value(query)
+        time.sleep(0.5)
+    up = prometheus.api.value("sum(up)")
+    print(f"Prometheus on {machines[0]}:9090: {up} of {len(machines)} nodes up; {query} = {value}")
 
 
 if __name__ == "__main__":
