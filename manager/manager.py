@@ -37,6 +37,7 @@ from manager.controlapi import (
     StoreLeaderChannels,
     add_control_service,
 )
+from manager.controlapi.hooks import RaftView
 from manager.dispatcher import (
     DISPATCHER_POLICIES,
     Dispatcher,
@@ -212,6 +213,7 @@ class Manager:
             self.store,
             leader_channel=self.leader_channels,
             raft_member=RaftRemovalCheck(self.raft, self.config.raft_address),
+            raft_view=self._raft_view,
         )
 
         def build(tls: ReloadableServerCredentials, address: str) -> grpc.aio.Server:
@@ -248,6 +250,10 @@ class Manager:
         if self.leader_channels is None:
             return None
         return await self.leader_channels(NotLeader(self.raft.leader_address()))
+
+    async def _raft_view(self) -> RaftView:
+        status = await self.raft.status()
+        return RaftView(leader=status.leader, reachable=frozenset(status.reachable))
 
     def reload_credentials(self, credentials: NodeCredentials) -> None:
         """Serve and dial with a renewed manager certificate from now on (new connections;

@@ -14,7 +14,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from manager.controlapi.hooks import (
     JoinTokenRotation,
     RaftMemberCheck,
+    RaftViewSource,
     has_manager_status,
+    no_raft_view,
     rotate_join_token,
 )
 from manager.store import ReadTx, Store, StoreObject, WriteTx
@@ -29,6 +31,7 @@ class Backend:
     raft_member: RaftMemberCheck = has_manager_status
     rotate_join_token: JoinTokenRotation = rotate_join_token
     clock: Callable[[], float] = time.time
+    raft_view: RaftViewSource = no_raft_view
     # Control writes check references (a service's networks, secrets, configs; a network's
     # services) when the transaction is built, and the store releases its lock before the
     # proposal commits: one Control write at a time keeps those checks true until commit.

@@ -18,11 +18,29 @@ def _get(tx: ReadTx, node_id: str) -> objects_pb2.Node:
     return node
 
 
+async def _with_raft_view(backend: Backend, nodes: list[objects_pb2.Node]) -> None:
+    """Managers' leader flag and reachability as this manager's raft sees them now."""
+    view = await backend.raft_view()
+    if view is None:
+        return
+    for node in nodes:
+        status = node.manager_status
+        if status.raft_addr:
+            status.leader = status.raft_addr == view.leader
+            status.reachability = (
+                types_pb2.RaftMemberStatus.REACHABLE
+                if status.raft_addr in view.reachable
+                else types_pb2.RaftMemberStatus.UNREACHABLE
+            )
+
+
 async def get_node(
     backend: Backend, request: control_pb2.GetNodeRequest
 ) -> control_pb2.GetNodeResponse:
     node_id = required_id("node_id", request.node_id)
-    return control_pb2.GetNodeResponse(node=backend.read(lambda tx: _get(tx, node_id)))
+    node = backend.read(lambda tx: _get(tx, node_id))
+    await _with_raft_view(backend, [node])
+    return control_pb2.GetNodeResponse(node=node)
 
 
 async def list_nodes(
@@ -37,8 +55,9 @@ async def list_nodes(
             return False
         return matches(filters, node.id, (node_name(node),), node.spec.annotations.labels)
 
-    nodes = backend.read(lambda tx: tx.list(objects_pb2.Node))
-    return control_pb2.ListNodesResponse(nodes=[n for n in nodes if wanted(n)])
+    nodes = [n for n in backend.read(lambda tx: tx.list(objects_pb2.Node)) if wanted(n)]
+    await _with_raft_view(backend, nodes)
+    return control_pb2.ListNodesResponse(nodes=nodes)
 
 
 async def update_node(

@@ -22,7 +22,9 @@ from manager.controlapi.forwarding import LeaderChannel, forward, not_forwarding
 from manager.controlapi.hooks import (
     JoinTokenRotation,
     RaftMemberCheck,
+    RaftViewSource,
     has_manager_status,
+    no_raft_view,
     rotate_join_token,
 )
 from manager.store import NotLeader, Store
@@ -39,8 +41,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     """The Control API of one manager.
 
     `leader_channel` finds the leader when a write hits NotLeader (None: such writes answer
-    UNAVAILABLE); `raft_member` and `rotate_join_token` are the hooks of hooks.py; `clock`
-    stamps update statuses.
+    UNAVAILABLE); `raft_member`, `rotate_join_token` and `raft_view` are the hooks of
+    hooks.py; `clock` stamps update statuses.
     """
 
     def __init__(
@@ -51,8 +53,9 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         raft_member: RaftMemberCheck = has_manager_status,
         rotate_join_token: JoinTokenRotation = rotate_join_token,
         clock: Callable[[], float] = time.time,
+        raft_view: RaftViewSource = no_raft_view,
     ) -> None:
-        self._backend = Backend(store, raft_member, rotate_join_token, clock)
+        self._backend = Backend(store, raft_member, rotate_join_token, clock, raft_view)
         self._leader_channel = leader_channel
 
     async def _serve(

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from manager.controlapi import ControlServicer
+from manager.controlapi.hooks import RaftView
 from shoal.v1 import control_pb2, objects_pb2, specs_pb2, types_pb2
 from tests.unit.manager.controlapi.helpers import (
     Control,
@@ -200,3 +201,42 @@ async def test_remove_unknown_node(control: Control) -> None:
         control.stub.RemoveNode(control_pb2.RemoveNodeRequest(node_id="ghost")),
         grpc.StatusCode.NOT_FOUND,
     )
+
+
+async def test_manager_status_shows_the_raft_view_at_read_time() -> None:
+    clock = FakeClock()
+    store = local_store(clock)
+    view = RaftView(leader="10.0.0.2:4243", reachable=frozenset({"10.0.0.1:4243", "10.0.0.2:4243"}))
+
+    async def raft_view() -> RaftView:
+        return view
+
+    managers = []
+    for n in (1, 2, 3):
+        manager = node(name=f"m{n}", role=MANAGER)
+        manager.manager_status.raft_addr = f"10.0.0.{n}:4243"
+        manager.manager_status.leader = n == 1  # stale: the leader moved to m2
+        managers.append(manager)
+    worker = node(name="w")
+    servicer = ControlServicer(store, clock=clock, raft_view=raft_view)
+    async with control_server(servicer) as address, grpc.aio.insecure_channel(address) as channel:
+        control = Control(store, async_stub(channel), clock)
+        await control.put(*managers, worker)
+
+        listed = (await control.stub.ListNodes(control_pb2.ListNodesRequest())).nodes
+        status = {n.spec.annotations.name: n.manager_status for n in listed}
+        assert [status[f"m{n}"].leader for n in (1, 2, 3)] == [False, True, False]
+        reachable = types_pb2.RaftMemberStatus.REACHABLE
+        unreachable = types_pb2.RaftMemberStatus.UNREACHABLE
+        assert [status[f"m{n}"].reachability for n in (1, 2, 3)] == [
+            reachable,
+            reachable,
+            unreachable,
+        ]
+        assert not status["w"].leader and not status["w"].reachability  # not a manager
+        got = await control.stub.GetNode(control_pb2.GetNodeRequest(node_id=managers[2].id))
+        assert got.node.manager_status.reachability == unreachable
+        # Only the answer shows the view: the store keeps what was written.
+        stored = control.get(objects_pb2.Node, managers[0].id)
+        assert stored.manager_status.leader
+        assert not stored.manager_status.reachability
