@@ -1,4 +1,5 @@
-"""The runtime engine and image store as controllers use them: asynchronous, shared pulls.
+"""The runtime engine and image store as controllers use them: asynchronous, shared image
+lookups and pulls.
 
 Engine calls block (files, fork, a stop waiting out its grace period), so they run in a
 thread pool of the executor's own, big enough that a slow pull or stop never holds up the
@@ -68,7 +69,7 @@ class Executor:
         self.engine = engine
         self.images = images
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="agent-engine")
-        self._pulls: dict[str, asyncio.Future[Image]] = {}
+        self._images: dict[str, asyncio.Future[Image]] = {}
         # The runtime engine was made for one thread per process, and starts fork the
         # container's shim, which keeps a copy of every descriptor open at that moment
         # until it re-executes: a network lock held by a concurrent clean-up or removal
@@ -88,22 +89,26 @@ class Executor:
     # -- images --------------------------------------------------------------------------
 
     async def image(self, ref: str) -> Image:
-        """The local image `ref`, pulled when missing; concurrent callers share one pull."""
+        """The local image `ref`, pulled when missing. Concurrent callers (the tasks of a
+        service arriving together) share one lookup and, if needed, one pull; a later call
+        looks again, so an image removed or re-tagged meanwhile is seen."""
+        found = self._images.get(ref)
+        if found is None:
+            found = asyncio.ensure_future(self._local_or_pulled(ref))
+            self._images[ref] = found
+            found.add_done_callback(functools.partial(self._image_done, ref))
+        return await asyncio.shield(found)
+
+    async def _local_or_pulled(self, ref: str) -> Image:
         try:
             return await self._call(self.images.get, ref)
         except ImageNotFound:
-            pass
-        pull = self._pulls.get(ref)
-        if pull is None:
-            pull = asyncio.ensure_future(self._call(self.images.pull, ref))
-            self._pulls[ref] = pull
-            pull.add_done_callback(functools.partial(self._pull_done, ref))
-        return await asyncio.shield(pull)
+            return await self._call(self.images.pull, ref)
 
-    def _pull_done(self, ref: str, pull: asyncio.Future[Image]) -> None:
-        self._pulls.pop(ref, None)
-        if not pull.cancelled():
-            pull.exception()  # retrieved here too: every waiter may have gone
+    def _image_done(self, ref: str, found: asyncio.Future[Image]) -> None:
+        self._images.pop(ref, None)
+        if not found.cancelled():
+            found.exception()  # retrieved here too: every waiter may have gone
 
     # -- containers ----------------------------------------------------------------------
 

@@ -3,6 +3,11 @@
 Counts the tasks made from the service's current spec that the agents report RUNNING and
 stops when they reach the desired number, when one of them fails (its error is the reason),
 or when the deadline passes (exit 1 with what is missing).
+
+The Control API has no watch, so this polls: every 20 ms while the first second lasts or the
+progress line keeps changing (a service on nodes that have its image converges within a
+second, and noticing it late would be most of the wait), then backing off to 200 ms while
+nothing changes (a pull, a rolling update's delay), so a long wait costs the manager little.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from shoal.v1 import control_pb2, objects_pb2, specs_pb2, types_pb2
 from swarmctl.connection import Control
 from swarmctl.errors import SwarmctlError
 
-POLL_INTERVAL_S = 0.2
+FAST_POLL_S = 0.02
+SLOW_POLL_S = 0.2
+POLL_BACKOFF = 1.5
+# Polls stay fast for this long after the start and after each change of the progress line.
+FAST_FOR_S = 1.0
 FAILED_STATES = (types_pb2.FAILED, types_pb2.REJECTED)
 
 
@@ -92,10 +101,12 @@ def wait_converged(
     not applied it yet shows an older service, which must not count as converged.
     """
     out = out or sys.stderr
-    deadline = clock() + timeout_s
+    started = clock()
+    deadline = started + timeout_s
     interactive = out.isatty()
     line = ""
-    for _ in range(int(timeout_s / POLL_INTERVAL_S) + 2):
+    poll = PollInterval(started)
+    for _ in range(int(timeout_s / FAST_POLL_S) + 2):
         service = _service(control, service_id)
         if service is None or service.meta.version < written_version:  # a lagging follower
             line = f"{service_id}: waiting for the service to show"
@@ -114,11 +125,32 @@ def wait_converged(
         if progress.done:
             _finish(out, interactive, line)
             return
-        if clock() >= deadline:
+        now = clock()
+        if now >= deadline:
             break
-        time.sleep(POLL_INTERVAL_S)
+        time.sleep(min(poll.next(line, now), deadline - now))
     _finish(out, interactive, line)
     raise SwarmctlError(f"not converged after {timeout_s:g}s: {line}")
+
+
+class PollInterval:
+    """How long to wait before the next poll: FAST_POLL_S while the progress line changed
+    within FAST_FOR_S (or the wait began within it), then longer by POLL_BACKOFF each
+    unchanged poll, up to SLOW_POLL_S."""
+
+    def __init__(self, started: float) -> None:
+        self._line = ""
+        self._changed_at = started
+        self._interval = FAST_POLL_S
+
+    def next(self, line: str, now: float) -> float:
+        if line != self._line:
+            self._line, self._changed_at = line, now
+        if now - self._changed_at < FAST_FOR_S:
+            self._interval = FAST_POLL_S
+        else:
+            self._interval = min(self._interval * POLL_BACKOFF, SLOW_POLL_S)
+        return self._interval
 
 
 def _service(control: Control, service_id: str) -> objects_pb2.Service | None:

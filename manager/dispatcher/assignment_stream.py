@@ -1,5 +1,8 @@
 """One Assignments stream: the node's COMPLETE set, then INCREMENTAL changes batched (up to
-`batch_size` changes, or `batch_interval` after the first change), driven by store watches.
+`batch_size` changes per message, at most one message per `batch_interval`), driven by store
+watches. A change that comes after a quiet spell (no message in the last interval) goes out
+at once with whatever its transaction changed too; changes that follow a message more
+closely wait for the end of its interval and go together.
 
 If the watch falls behind or the store is replaced, the stream sends a fresh COMPLETE set
 rather than ending: it replaces whatever the agent had.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -37,6 +41,7 @@ class AssignmentStream:
         self._stream_id = new_id()
         self._sequence = 0
         self._last = ""
+        self._sent_at = -math.inf  # when the last message went (clock time)
 
     async def messages(self, session: Session) -> AsyncIterator[dispatcher_pb2.AssignmentsMessage]:
         """Messages until the session ends (then its error is raised)."""
@@ -70,11 +75,12 @@ class AssignmentStream:
     async def _next_batch(
         self, assignments: AssignmentSet, events: Subscription, session: Session
     ) -> list[dispatcher_pb2.AssignmentChange]:
-        """Changes of the events up to a full batch or the end of the batch interval."""
+        """Changes of the events up to a full batch, or until the interval since the last
+        message has passed (at once after a quiet spell) and no event is queued."""
         first = await self._next_event(events, session, None)
         assert first is not None
         assignments.observe(first)
-        deadline = self._clock.now() + self._batch_interval
+        deadline = self._sent_at + self._batch_interval
         while assignments.pending < self._batch_size:
             remaining = deadline - self._clock.now()
             if remaining <= 0 and not events.pending():
@@ -109,6 +115,7 @@ class AssignmentStream:
         changes: list[dispatcher_pb2.AssignmentChange],
     ) -> dispatcher_pb2.AssignmentsMessage:
         self._sequence += 1
+        self._sent_at = self._clock.now()
         applies_to, self._last = self._last, f"{self._stream_id}.{self._sequence}"
         return dispatcher_pb2.AssignmentsMessage(
             type=kind, applies_to=applies_to, results_in=self._last, changes=changes

@@ -34,11 +34,13 @@ class DispatcherConfig:
     # A node may re-register this many times in `reregistration_window` seconds.
     max_reregistrations: int = 3
     reregistration_window: float = 8.0
-    # Task status updates are committed together, at most this long after the first one...
+    # Task status updates are committed together, at most one transaction per this long (the
+    # first update after a quiet spell at once, the rest at the end of its window)...
     status_flush_interval: float = 0.1
-    # ...or as soon as this many are waiting.
+    # ...and at once when this many are waiting.
     status_batch_size: int = 10_000
-    # Assignment changes are sent together: up to this many, at most this long after the first.
+    # Assignment changes are sent together: up to this many per message, at most one message
+    # per this long to a node (the first change after a quiet spell at once).
     assignment_batch_size: int = 100
     assignment_batch_interval: float = 0.1
 

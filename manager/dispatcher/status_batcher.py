@@ -1,5 +1,10 @@
-"""Task status updates from all agents, committed together: one store transaction every
-`interval` (100 ms) or as soon as `max_items` (10,000) are waiting, as SwarmKit does.
+"""Task status updates from all agents, committed together: at most one store transaction
+per `interval` (100 ms), and one at once when `max_items` (10,000) are waiting, as SwarmKit.
+
+The window has a leading edge: an update that finds no transaction begun in the last
+`interval` is committed at once (a lone task's RUNNING is not held back); updates that come
+while a window is open wait for its end and go together, so a busy cluster still makes one
+transaction per interval.
 
 Each submission resolves once its updates are committed, so an agent whose call returns
 knows its report is durable, and retries it when the call fails. Updates that went stale
@@ -13,6 +18,7 @@ import asyncio
 import collections
 import functools
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -95,6 +101,7 @@ class StatusBatcher:
         self._waiting = asyncio.Event()
         self._full = asyncio.Event()
         self._closed: DispatcherError | None = None
+        self._began = -math.inf  # when the last transaction began (clock time)
 
     @property
     def queued(self) -> int:
@@ -117,8 +124,10 @@ class StatusBatcher:
         """Commit batches until cancelled."""
         while True:
             await self._waiting.wait()
-            if self._items < self._max_items:
-                await first_done(self._clock.sleep(self._interval), self._full.wait())
+            window_left = self._began + self._interval - self._clock.now()
+            if window_left > 0 and self._items < self._max_items:
+                await first_done(self._clock.sleep(window_left), self._full.wait())
+            self._began = self._clock.now()
             await self._commit(self._take())
 
     def close(self, error: DispatcherError) -> None:

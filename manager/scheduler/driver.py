@@ -7,7 +7,9 @@ event loop; the class is not thread-safe):
    task. Then, for every watch event in commit order: CREATE/UPDATE -> `node_changed` /
    `task_changed`, DELETE -> `node_removed` / `task_removed`.
 2. Sleep until `next_tick_at()` (or the next event) and call `tick()`. It returns decisions
-   only when a batch is due: 50 ms after the last change, never more than 1 s after the first.
+   only when a batch is due: at once for a change after a quiet spell; within a burst, 50 ms
+   after the last change, never more than 1 s after the first (see `batching`). Feed every
+   event already queued before calling `tick()`, so one transaction's tasks are one batch.
 3. Commit the decisions in batched transactions: an `Assignment` sets node_id and status
    ASSIGNED ("scheduler assigned task to node"); an `Unschedulable` keeps the task PENDING and
    sets status.err to its message (only changed messages are returned, so writing them does
@@ -174,7 +176,7 @@ class Scheduler:
         if not self._batch.is_due(now):
             metrics.PENDING_TASKS.set(self.pending_tasks)
             return Decisions()
-        self._batch.reset()
+        self._batch.reset(now)
         if self._retry:
             self._queued.update(self._parked)
             self._parked.clear()

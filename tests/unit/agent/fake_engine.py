@@ -37,16 +37,23 @@ class FakeImage:
 
 
 class FakeImages:
-    """`local` images are there; `registry` ones can be pulled; pulls wait for `gate`."""
+    """`local` images are there; `registry` ones can be pulled; pulls wait for `gate`,
+    lookups for `lookup_gate`."""
 
     def __init__(self, local: tuple[str, ...] = (), registry: tuple[str, ...] = ()) -> None:
         self.local = {ref: FakeImage(ref) for ref in local}
         self.registry = {ref: FakeImage(ref) for ref in registry}
         self.pulls: list[str] = []
+        self.lookups: list[str] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.lookup_gate = threading.Event()
+        self.lookup_gate.set()
 
     def get(self, ref: str) -> FakeImage:
+        self.lookups.append(ref)
+        if not self.lookup_gate.wait(10):
+            raise RegistryError("test lookup gate never opened")
         if ref not in self.local:
             raise ImageNotFound(f"no such image: {ref}")
         return self.local[ref]

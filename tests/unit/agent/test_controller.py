@@ -115,6 +115,26 @@ async def test_concurrent_tasks_share_one_pull(
     assert images.pulls == ["registry:5000/app:1"]
 
 
+async def test_concurrent_tasks_share_one_lookup_and_later_ones_look_again(
+    start: Start, reports: Reports, images: FakeImages
+) -> None:
+    images.lookup_gate.clear()
+    for n in range(3):
+        start(task(f"t{n}", slot=n + 1))
+    await eventually(
+        lambda: all(reports.last_state(f"t{n}") == TS.PREPARING for n in range(3)), "PREPARING"
+    )
+    images.lookup_gate.set()
+    await eventually(
+        lambda: all(reports.last_state(f"t{n}") == TS.RUNNING for n in range(3)), "RUNNING"
+    )
+    assert len(images.lookups) == 1
+    start(task("t3", slot=4))
+    await eventually(lambda: reports.last_state("t3") == TS.RUNNING, "t3 RUNNING")
+    assert len(images.lookups) == 2  # not remembered: the image may be gone by now
+    assert images.pulls == []
+
+
 async def test_unsupported_spec_is_rejected_before_any_pull(
     start: Start, reports: Reports, images: FakeImages
 ) -> None:

@@ -9,7 +9,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from shoal.v1 import objects_pb2, types_pb2
 from swarmctl.connection import Target, connect
-from swarmctl.convergence import progress_of, wait_converged
+from swarmctl.convergence import (
+    FAST_POLL_S,
+    POLL_BACKOFF,
+    SLOW_POLL_S,
+    PollInterval,
+    progress_of,
+    wait_converged,
+)
 from swarmctl.output import humanize_since, title
 from tests.unit.swarmctl.conftest import Harness
 
@@ -95,3 +102,15 @@ def test_progress_is_redrawn_in_place_on_a_terminal(swarmctl: Harness) -> None:
     with connect(Target(socket=swarmctl.socket)) as control:
         wait_converged(control, service_id, timeout_s=5, out=screen)
     assert screen.getvalue() == "\r\x1b[Kweb: 2/2 running\n"
+
+
+def test_polls_are_fast_while_things_change_then_back_off() -> None:
+    poll = PollInterval(started=100.0)
+    assert poll.next("web: 0/3 running", 100.0) == FAST_POLL_S
+    assert poll.next("web: 0/3 running", 100.9) == FAST_POLL_S  # the first second
+    slower = [poll.next("web: 0/3 running", 101.0 + n) for n in range(8)]
+    assert slower[0] == pytest.approx(FAST_POLL_S * POLL_BACKOFF)
+    assert slower == sorted(slower) and slower[-1] == SLOW_POLL_S  # capped
+    assert poll.next("web: 1/3 running", 110.0) == FAST_POLL_S  # progress: fast again
+    assert poll.next("web: 1/3 running", 110.5) == FAST_POLL_S
+    assert poll.next("web: 1/3 running", 111.0) > FAST_POLL_S

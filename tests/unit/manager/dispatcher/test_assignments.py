@@ -181,6 +181,32 @@ async def test_changes_are_batched_by_count_and_time(harness: Harness) -> None:
     session_call.cancel()  # type: ignore[attr-defined]
 
 
+async def test_a_lone_change_goes_at_once_and_a_burst_waits_for_the_window(
+    harness: Harness,
+) -> None:
+    store = harness.store
+    await put(store, node("n1"))
+    agent, session_call, session_id = await connect(harness)
+    call = agent.assignments(session_id)
+    assert (await read(call)).type == COMPLETE
+    harness.clock.advance(0.1)  # a quiet spell after the complete set
+
+    lone = task("n1")
+    await put(store, lone)
+    first = await read(call)  # the fake clock stands still: nothing waited for the window
+    assert summary(first) == {("UPDATE", "task", lone.id)}
+
+    burst = [task("n1") for _ in range(3)]
+    for t in burst:  # one transaction each, within the window the lone change opened
+        await put(store, t)
+    await harness.round_trip()
+    harness.clock.advance(0.1)
+    together = await read(call)
+    assert summary(together) == {("UPDATE", "task", t.id) for t in burst}
+    call.cancel()
+    session_call.cancel()  # type: ignore[attr-defined]
+
+
 async def test_the_stream_needs_the_current_session(harness: Harness) -> None:
     await put(harness.store, node("n1"))
     agent, session_call, session_id = await connect(harness)

@@ -34,18 +34,39 @@ async def committed(harness: Harness, reports: list[asyncio.Future[Any]]) -> Non
         report.result()
 
 
-async def test_250_updates_from_5_nodes_take_one_transaction(harness: Harness) -> None:
+async def open_window(harness: Harness, agent: Agent, session_id: str) -> None:
+    """Commit a lone update (at once), so that the next ones wait for the end of its window."""
+    lead = task(agent.node_id)
+    await put(harness.store, lead)
+    await agent.report(session_id, (lead.id, RUNNING))
+
+
+async def test_a_lone_update_is_committed_at_once(harness: Harness) -> None:
+    t = task("n1")
+    await put(harness.store, node("n1"), t)
+    agent, session_id = await connect(harness, "n1")
+    before = harness.store.index
+    await agent.report(session_id, (t.id, RUNNING))  # no clock advance: no window to wait out
+    assert harness.store.index - before == 1
+    assert get_task(harness.store, t.id).status.state == RUNNING
+
+
+async def test_250_updates_from_5_nodes_within_a_window_take_one_transaction(
+    harness: Harness,
+) -> None:
     store = harness.store
     nodes = [f"n{i}" for i in range(5)]
     tasks = {n: [task(n) for _ in range(50)] for n in nodes}
     await put(store, *(node(n) for n in nodes), *(t for ts in tasks.values() for t in ts))
     agents = [await connect(harness, n) for n in nodes]
+    await open_window(harness, *agents[0])
 
     reports: list[asyncio.Future[Any]] = [
         asyncio.ensure_future(agent.report(session_id, *((t.id, RUNNING) for t in tasks[n])))
         for (agent, session_id), n in zip(agents, nodes, strict=True)
     ]
     await eventually(lambda: harness.dispatcher.queued_status_updates == 250, "250 queued")
+    assert not any(r.done() for r in reports)  # held until the window ends
     before = store.index
     await committed(harness, reports)
     assert store.index - before == 1
@@ -66,6 +87,7 @@ async def test_states_only_move_forward(harness: Harness) -> None:
     t = task("n1", types_pb2.ACCEPTED)
     await put(store, node("n1"), t)
     agent, session_id = await connect(harness, "n1")
+    await open_window(harness, agent, session_id)
     # Queued in the same batch: the later, older state is dropped at commit time.
     reports: list[asyncio.Future[Any]] = [
         asyncio.ensure_future(agent.report(session_id, (t.id, RUNNING)))

@@ -90,11 +90,24 @@ class TestBatching:
         clock.advance(10)
         assert not scheduler.tick()
 
-    def test_decides_50ms_after_the_last_change(
+    def test_a_lone_change_is_decided_at_once(
         self, scheduler: Scheduler, store: FakeStore, clock: FakeClock
     ) -> None:
-        start = clock.now
         store.put_node(node("n1"))
+        store.put_task(task("t1"))
+        store.put_task(task("t2"))  # the same transaction: the same batch
+        assert scheduler.next_tick_at() == clock.now
+        assert placements(scheduler.tick()) == {"t1": "n1", "t2": "n1"}
+        assert scheduler.next_tick_at() is None
+
+    def test_a_burst_is_decided_50ms_after_its_last_change(
+        self, scheduler: Scheduler, store: FakeStore, clock: FakeClock
+    ) -> None:
+        store.put_node(node("n1"))
+        store.put_task(task("t0"))
+        assert placements(scheduler.tick()) == {"t0": "n1"}  # leading
+        clock.advance(0.01)
+        start = clock.now
         store.put_task(task("t1"))
         assert scheduler.next_tick_at() == pytest.approx(start + GAP)
         clock.advance(0.03)
@@ -105,12 +118,17 @@ class TestBatching:
         clock.advance(0.001)
         assert placements(scheduler.tick()) == {"t1": "n1", "t2": "n1"}
         assert scheduler.next_tick_at() is None
+        clock.advance(0.06)
+        store.put_task(task("t3"))  # quiet for more than a gap since: leading again
+        assert placements(scheduler.tick()) == {"t3": "n1"}
 
     def test_never_holds_a_batch_more_than_a_second(
         self, scheduler: Scheduler, store: FakeStore, clock: FakeClock
     ) -> None:
-        start = clock.now
         store.put_node(node("n1"))
+        store.put_task(task("lead"))
+        assert placements(scheduler.tick()) == {"lead": "n1"}
+        start = clock.now
         decided: dict[str, str] = {}
         step = 1 / 32  # a change every 31.25 ms (exact in binary) keeps the debounce waiting
         for i in range(40):
@@ -132,7 +150,11 @@ class TestBatching:
 
     def test_custom_and_invalid_timing(self, clock: FakeClock) -> None:
         custom = Scheduler(clock=clock, debounce_s=0.2, max_delay_s=0.5)
+        custom.node_changed(node("n1"))
         custom.task_changed(task("t1"))
+        assert custom.tick()
+        clock.advance(0.1)
+        custom.task_changed(task("t2"))
         assert custom.next_tick_at() == pytest.approx(clock.now + 0.2)
         with pytest.raises(SchedulerError, match="gap <= max_delay"):
             Scheduler(debounce_s=2, max_delay_s=1)
@@ -159,7 +181,7 @@ class TestRetries:
 
         clock.advance(3600)
         store.put_node(node("n2", cpus=2))
-        assert scheduler.next_tick_at() == pytest.approx(clock.now + GAP)
+        assert scheduler.next_tick_at() == clock.now  # quiet for an hour: at once
         assert placements(settle(scheduler, clock, store)) == {"web-003": "n2"}
         assert scheduler.pending_tasks == 0
 

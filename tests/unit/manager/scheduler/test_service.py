@@ -110,3 +110,18 @@ async def test_a_task_taken_by_another_writer_is_not_assigned(
     await service.commit(Decisions(assigned=[Assignment("t1", "n1")]))
     assert _tasks(store)["t1"].status.state == types_pb2.SHUTDOWN
     assert _tasks(store)["t1"].node_id == ""
+
+
+async def test_a_lone_task_is_assigned_without_waiting_for_the_debounce() -> None:
+    store = _store()
+    service = SchedulerService(store, debounce_s=30.0, max_delay_s=60.0)
+    await store.update(lambda tx: tx.create(node("n1")))
+    running = asyncio.create_task(service.run())
+    try:
+        await store.update(lambda tx: tx.create(_pending("t1")))
+        # Far sooner than the 30 s debounce: the first change after a quiet spell leads.
+        await _until(lambda: _tasks(store)["t1"].node_id == "n1", deadline_s=5.0)
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
