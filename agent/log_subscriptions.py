@@ -52,8 +52,15 @@ class LogSubscriptions:
                 await self._listen(stub)
                 log.info("the log subscription stream ended; listening again")
             except grpc.aio.AioRpcError as exc:
-                log.warning(
-                    "log subscriptions: %s: %s", exc.code().name, exc.details() or "no details"
+                # A manager without a log broker (UNIMPLEMENTED) is no fault of this node's.
+                level = (
+                    logging.INFO if exc.code() is grpc.StatusCode.UNIMPLEMENTED else logging.WARNING
+                )
+                log.log(
+                    level,
+                    "log subscriptions: %s: %s",
+                    exc.code().name,
+                    exc.details() or "no details",
                 )
             except Exception:
                 log.exception("log subscriptions failed")

@@ -193,8 +193,10 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         super()._checkCommandsToApply()
         if self.journal.appended != appended and self._isLeader():
             # Ship new entries now: waiting for the next heartbeat costs every write up to
-            # a heartbeat period.
+            # a heartbeat period. And tick again at once rather than wait out the tick
+            # period before counting their commit (at once when this manager is alone).
             self._SyncObj__sendAppendEntries()
+            self.wake()
 
     # -- driven by the tick thread --------------------------------------------------------
 
