@@ -2,7 +2,10 @@
 
 Counts the tasks made from the service's current spec that the agents report RUNNING and
 stops when they reach the desired number, when one of them fails (its error is the reason),
-or when the deadline passes (exit 1 with what is missing).
+or when the deadline passes (exit 1 with what is missing). During a rolling update a failed
+task is the updater's business (its failure action): the wait follows the update's state
+instead, and ends in error when the update pauses or, once the service has converged again,
+when it was rolled back (as `docker service update` reports it).
 
 The Control API has no watch, so this polls: every 20 ms while the first second lasts or the
 progress line keeps changing (a service on nodes that have its image converges within a
@@ -30,7 +33,9 @@ FAST_FOR_S = 1.0
 FAILED_STATES = (types_pb2.FAILED, types_pb2.REJECTED)
 
 
-IN_PROGRESS = (types_pb2.UpdateStatus.UPDATING, types_pb2.UpdateStatus.ROLLBACK_STARTED)
+UpdateState = types_pb2.UpdateStatus
+IN_PROGRESS = (UpdateState.UPDATING, UpdateState.ROLLBACK_STARTED)
+PAUSED = {UpdateState.PAUSED: "update paused", UpdateState.ROLLBACK_PAUSED: "rollback paused"}
 
 
 @dataclass(frozen=True)
@@ -40,13 +45,18 @@ class Progress:
     failure: str = ""
     # A rolling update (or rollback) still replacing tasks or watching the new ones.
     updating: bool = False
+    # The update was rolled back: converging (to the old spec) still ends in this error.
+    rolled_back: str = ""
 
     @property
     def done(self) -> bool:
         return not self.failure and not self.updating and self.running == self.desired
 
-    def describe(self, name: str) -> str:
-        updating = " (update in progress)" if self.updating else ""
+    def describe(self, name: str, state: int = UpdateState.UNKNOWN) -> str:
+        if state == UpdateState.ROLLBACK_STARTED:
+            updating = " (rolling back)"
+        else:
+            updating = " (update in progress)" if self.updating else ""
         return f"{name}: {self.running}/{self.desired} running{updating}"
 
 
@@ -68,7 +78,13 @@ def is_current(service: objects_pb2.Service, task: objects_pb2.Task) -> bool:
     return _placement_free(task.spec) == _placement_free(service.spec.task)
 
 
-def progress_of(service: objects_pb2.Service, tasks: list[objects_pb2.Task]) -> Progress:
+def progress_of(
+    service: objects_pb2.Service,
+    tasks: list[objects_pb2.Task],
+    written_spec: specs_pb2.ServiceSpec | None = None,
+) -> Progress:
+    """How far `service` is. `written_spec`: the spec this command wrote; a rollback that
+    replaced it (the update failed) is an error once the service has converged again."""
     current = [task for task in tasks if is_current(service, task)]
     wanted = [task for task in current if task.desired_state == types_pb2.RUNNING]
     running = sum(task.status.state == types_pb2.RUNNING for task in wanted)
@@ -76,6 +92,12 @@ def progress_of(service: objects_pb2.Service, tasks: list[objects_pb2.Task]) -> 
         desired = service.spec.replicated_service.replicas
     else:
         desired = len(wanted)
+    update = service.update_status
+    message = update.message or "no reason given"
+    if update.state in PAUSED:
+        return Progress(running, desired, f"{PAUSED[update.state]}: {message}")
+    if update.state in IN_PROGRESS:
+        return Progress(running, desired, updating=True)
     for task in current:
         if task.status.state in FAILED_STATES:
             reason = (
@@ -84,7 +106,16 @@ def progress_of(service: objects_pb2.Service, tasks: list[objects_pb2.Task]) -> 
                 or types_pb2.TaskState.Name(task.status.state)
             )
             return Progress(running, desired, f"task {task.id} failed: {reason}")
-    return Progress(running, desired, updating=service.update_status.state in IN_PROGRESS)
+    rolled_back = (
+        update.state == UpdateState.ROLLBACK_COMPLETED
+        and written_spec is not None
+        and service.spec != written_spec
+    )
+    if not rolled_back:
+        return Progress(running, desired)
+    # The manager says why ("update rolled back due to failure of task ...; rollback completed").
+    why = message if message.startswith("update rolled back") else f"update rolled back: {message}"
+    return Progress(running, desired, rolled_back=why)
 
 
 def wait_converged(
@@ -92,6 +123,7 @@ def wait_converged(
     service_id: str,
     timeout_s: float,
     written_version: int = 0,
+    written_spec: specs_pb2.ServiceSpec | None = None,
     out: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
@@ -99,6 +131,7 @@ def wait_converged(
 
     `written_version` is the service's meta.version our write produced: a follower that has
     not applied it yet shows an older service, which must not count as converged.
+    `written_spec` is the spec it wrote (see progress_of).
     """
     out = out or sys.stderr
     started = clock()
@@ -114,8 +147,9 @@ def wait_converged(
         else:
             filters = control_pb2.ListTasksRequest.Filters(service_ids=[service_id])
             request = control_pb2.ListTasksRequest(filters=filters)
-            progress = progress_of(service, list(control.call("ListTasks", request).tasks))
-            line = progress.describe(service.spec.annotations.name)
+            tasks = list(control.call("ListTasks", request).tasks)
+            progress = progress_of(service, tasks, written_spec)
+            line = progress.describe(service.spec.annotations.name, service.update_status.state)
         if interactive:
             out.write(f"\r\x1b[K{line}")
             out.flush()
@@ -124,6 +158,8 @@ def wait_converged(
             raise SwarmctlError(f"{line}; {progress.failure}")
         if progress.done:
             _finish(out, interactive, line)
+            if progress.rolled_back:
+                raise SwarmctlError(f"{line}; {progress.rolled_back}")
             return
         now = clock()
         if now >= deadline:

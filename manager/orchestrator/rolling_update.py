@@ -454,8 +454,16 @@ class RollingUpdate:
         def write(tx: WriteTx, tally: Tally) -> None:
             service = self._current(tx)
             status = service.update_status
+            text = message
+            if (
+                state == types_pb2.UpdateStatus.ROLLBACK_COMPLETED
+                and status.state == types_pb2.UpdateStatus.ROLLBACK_STARTED
+                and status.message
+            ):
+                # Keep why it rolled back ("update rolled back due to ...") for the user.
+                text = f"{status.message}; {message}"
             status.state = state
-            status.message = message
+            status.message = text
             if started:
                 status.started_at.CopyFrom(now)
                 status.ClearField("completed_at")

@@ -42,7 +42,7 @@ def _wait_options(function: Any) -> Any:
 
 def _converge(control: Control, written: objects_pb2.Service, detach: bool, timeout: float) -> None:
     if not detach:
-        wait_converged(control, written.id, timeout, written.meta.version)
+        wait_converged(control, written.id, timeout, written.meta.version, written.spec)
 
 
 @service.command(context_settings={"allow_interspersed_args": False})

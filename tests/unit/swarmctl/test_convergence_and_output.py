@@ -57,6 +57,46 @@ def test_an_update_in_progress_is_not_done_and_a_failed_task_is_reported() -> No
     assert progress_of(service(1, 1), [failed]).failure == f"task {failed.id} failed: pull failed"
 
 
+def test_during_an_update_a_failed_task_is_the_updaters_business() -> None:
+    updating = service(2, 2, "b:2")
+    updating.update_status.state = types_pb2.UpdateStatus.UPDATING
+    failed = task(2, types_pb2.REJECTED, "b:2")
+    progress = progress_of(updating, [failed, task(1, types_pb2.RUNNING)])
+    assert not progress.failure and not progress.done and progress.updating
+
+
+def test_a_paused_update_or_rollback_ends_the_wait_with_its_message() -> None:
+    paused = service(2, 2, "b:2")
+    paused.update_status.state = types_pb2.UpdateStatus.PAUSED
+    paused.update_status.message = "update paused due to failure of task x"
+    assert progress_of(paused, []).failure == (
+        "update paused: update paused due to failure of task x"
+    )
+    paused.update_status.state = types_pb2.UpdateStatus.ROLLBACK_PAUSED
+    assert progress_of(paused, []).failure.startswith("rollback paused: ")
+
+
+def test_a_rollback_of_the_written_spec_is_an_error_once_converged_again() -> None:
+    written = service(2, 1, "b:2").spec
+    rolled_back = service(3, 1, "b:1")  # the previous spec is back
+    rolled_back.update_status.state = types_pb2.UpdateStatus.ROLLBACK_STARTED
+    starting = progress_of(rolled_back, [task(3, types_pb2.STARTING, "b:1")], written)
+    assert starting.describe("web", rolled_back.update_status.state) == (
+        "web: 0/1 running (rolling back)"
+    )
+    rolled_back.update_status.state = types_pb2.UpdateStatus.ROLLBACK_COMPLETED
+    rolled_back.update_status.message = "update rolled back due to failure of task t; done"
+    done = progress_of(rolled_back, [task(3, types_pb2.RUNNING, "b:1")], written)
+    assert done.done
+    assert done.rolled_back == "update rolled back due to failure of task t; done"
+    rolled_back.update_status.message = "rollback completed"
+    assert progress_of(rolled_back, [], written).rolled_back == (
+        "update rolled back: rollback completed"
+    )
+    # An explicit rollback wrote that spec itself; a later scale keeps the old status.
+    assert not progress_of(rolled_back, [], rolled_back.spec).rolled_back
+
+
 def test_relative_times_and_titles() -> None:
     stamp = Timestamp(seconds=1000)
     assert humanize_since(stamp, 1005.5) == "5 seconds ago"

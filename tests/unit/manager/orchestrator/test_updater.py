@@ -170,7 +170,8 @@ async def test_a_failure_rolls_back_to_the_previous_spec(sim: Sim, clock: FakeCl
     assert service.spec_version == original.spec_version
     assert service.previous_spec.task.container.image == V2
     assert service.update_status.state == Status.ROLLBACK_COMPLETED
-    assert service.update_status.message == "rollback completed"
+    assert service.update_status.message.startswith("update rolled back due to ")
+    assert service.update_status.message.endswith("; rollback completed")
     assert images(sim, service_id) == [IMAGE] * 4
     assert all(t.status.state == types_pb2.RUNNING for t in sim.runnable(service_id))
 
