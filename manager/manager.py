@@ -42,9 +42,9 @@ from manager.dispatcher import (
     DISPATCHER_POLICIES,
     Dispatcher,
     add_dispatcher_service,
-    certificate_identity,
 )
 from manager.logbroker import LOGS_POLICIES, LogBroker, add_log_broker_service, add_logs_service
+from manager.node_rpc import certificate_identity
 from manager.orchestrator import Orchestrators
 from manager.ports import JOIN_PORT, RAFT_PORT, REMOTE_API_PORT
 from manager.raft import Raft, RaftConfig

@@ -66,7 +66,6 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         handler: Handler[Req, Resp],
     ) -> Resp:
         start = time.perf_counter()
-        code = grpc.StatusCode.OK
         try:
             try:
                 response = await handler(self._backend, request)
@@ -76,10 +75,10 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             code, message = status_of(error)
             if code == grpc.StatusCode.INTERNAL:
                 LOG.exception("Control.%s failed", method)
+            # Counted before the answer leaves: a caller that has it sees it counted.
+            _count(method, code, start)
             await context.abort(code, message)
-        finally:
-            metrics.REQUESTS.labels(method=method, code=code.name).inc()
-            metrics.REQUEST_SECONDS.labels(method=method).observe(time.perf_counter() - start)
+        _count(method, grpc.StatusCode.OK, start)
         return response
 
     async def _forward(
@@ -255,3 +254,8 @@ def add_control_service(server: grpc.aio.Server, servicer: ControlServicer) -> N
     """Adds Control to `server`, which must run an AuthorizationInterceptor with
     CONTROL_POLICIES."""
     control_pb2_grpc.add_ControlServicer_to_server(servicer, server)
+
+
+def _count(method: str, code: grpc.StatusCode, start: float) -> None:
+    metrics.REQUESTS.labels(method=method, code=code.name).inc()
+    metrics.REQUEST_SECONDS.labels(method=method).observe(time.perf_counter() - start)

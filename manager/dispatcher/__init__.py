@@ -1,8 +1,8 @@
 """The dispatcher (leader only): agent sessions, heartbeats, assignments, task status batching.
 
 `Dispatcher(store).run()` does the leader's work until cancelled; `add_dispatcher_service`
-serves it over gRPC, the caller identified by `certificate_identity(authorizer)`, behind the
-CA's AuthorizationInterceptor with `DISPATCHER_POLICIES`.
+serves it over gRPC, the caller identified by `manager.node_rpc.certificate_identity`,
+behind the CA's AuthorizationInterceptor with `DISPATCHER_POLICIES`.
 """
 
 from manager.dispatcher.config import Clock, DispatcherConfig
@@ -23,9 +23,7 @@ from manager.dispatcher.servicer import (
     DISPATCHER_POLICIES,
     STATUS_CODES,
     DispatcherServicer,
-    Identify,
     add_dispatcher_service,
-    certificate_identity,
 )
 from manager.dispatcher.sessions import Session
 
@@ -39,7 +37,6 @@ __all__ = [
     "DispatcherConfig",
     "DispatcherError",
     "DispatcherServicer",
-    "Identify",
     "InvalidRequest",
     "InvalidSession",
     "NotRunning",
@@ -50,5 +47,4 @@ __all__ = [
     "StoreUnavailable",
     "UnknownNode",
     "add_dispatcher_service",
-    "certificate_identity",
 ]

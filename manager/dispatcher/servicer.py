@@ -7,13 +7,12 @@ workers and managers alike may call every Dispatcher method.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import grpc
 
-from manager.ca.auth import Authorizer, Policy, requires, rpc_method
-from manager.ca.errors import AuthorizationError, Unauthenticated
+from manager.ca.auth import Policy, requires, rpc_method
 from manager.ca.roles import Role
 from manager.dispatcher.dispatcher import Dispatcher
 from manager.dispatcher.errors import (
@@ -27,10 +26,8 @@ from manager.dispatcher.errors import (
     StoreUnavailable,
     UnknownNode,
 )
+from manager.node_rpc import Identify, abort_with, caller_node
 from shoal.v1 import dispatcher_pb2, dispatcher_pb2_grpc
-
-# Who is calling: the node id of the RPC's caller (raises AuthorizationError if unknown).
-Identify = Callable[[grpc.aio.ServicerContext], str]
 
 METHODS = ("Session", "Heartbeat", "UpdateTaskStatus", "Assignments")
 DISPATCHER_POLICIES: dict[str, Policy] = {
@@ -48,18 +45,6 @@ STATUS_CODES: dict[type[DispatcherError], grpc.StatusCode] = {
     InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
     NotYourTask: grpc.StatusCode.PERMISSION_DENIED,
 }
-
-
-def certificate_identity(authorizer: Authorizer) -> Identify:
-    """The caller's node id from its verified client certificate."""
-
-    def identify(context: grpc.aio.ServicerContext) -> str:
-        caller = authorizer.identify(context)
-        if caller is None:
-            raise Unauthenticated("the Dispatcher needs the caller's node certificate")
-        return caller.node_id
-
-    return identify
 
 
 def peer_host(peer: str) -> str:
@@ -122,20 +107,11 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServicer):
             await _abort(context, exc)
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> str:
-        try:
-            return self._identify(context)
-        except AuthorizationError as exc:
-            await context.abort(exc.code, str(exc))
-            raise  # abort raises; this only tells the type checker
+        return await caller_node(self._identify, context)
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: DispatcherError) -> NoReturn:
-    code = next(
-        (c for kind, c in STATUS_CODES.items() if isinstance(error, kind)),
-        grpc.StatusCode.INTERNAL,
-    )
-    await context.abort(code, str(error))
-    raise error  # abort raises; this only tells the type checker
+    await abort_with(context, error, STATUS_CODES)
 
 
 def add_dispatcher_service(

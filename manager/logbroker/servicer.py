@@ -14,10 +14,8 @@ from typing import NoReturn
 import grpc
 
 from manager.ca.auth import Policy, requires, rpc_method
-from manager.ca.errors import AuthorizationError
 from manager.ca.roles import Role
 from manager.controlapi.forwarding import FORWARDED_KEY, was_forwarded
-from manager.dispatcher import Identify
 from manager.logbroker.broker import LogBroker
 from manager.logbroker.errors import (
     IncompleteLogs,
@@ -27,6 +25,7 @@ from manager.logbroker.errors import (
     NotYourSubscription,
     UnknownSubscription,
 )
+from manager.node_rpc import Identify, abort_with, caller_node
 from shoal.v1 import logs_pb2, logs_pb2_grpc
 
 # A channel to the leader's Logs service, or None when no leader is known.
@@ -127,20 +126,11 @@ class LogBrokerServicer(logs_pb2_grpc.LogBrokerServicer):
         return logs_pb2.PublishLogsResponse()
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> str:
-        try:
-            return self._identify(context)
-        except AuthorizationError as exc:
-            await context.abort(exc.code, str(exc))
-            raise  # abort raises; this only tells the type checker
+        return await caller_node(self._identify, context)
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: LogBrokerError) -> NoReturn:
-    code = next(
-        (c for kind, c in STATUS_CODES.items() if isinstance(error, kind)),
-        grpc.StatusCode.INTERNAL,
-    )
-    await context.abort(code, str(error))
-    raise error  # abort raises; this only tells the type checker
+    await abort_with(context, error, STATUS_CODES)
 
 
 def add_logs_service(

@@ -15,14 +15,14 @@ import pytest
 from deploy.netns_driver import Machine, netlink
 from tests.integration.conftest import LabHandle
 from tests.integration.manager.swarm_cluster import SwarmCluster, until
-from tests.integration.swarmctl.test_swarmctl import ok, swarmctl
+from tests.integration.swarmctl.test_swarmctl import ok, running, swarmctl, tasks
 from tests.integration.test_cluster_e2e import containers
 
 HEARTBEAT_S = 1.0
 
 
-def _bring_up(lab: LabHandle, tmp_path: Path, managers: int) -> SwarmCluster:
-    cluster = SwarmCluster(lab, tmp_path)
+def _bring_up(cluster: SwarmCluster, managers: int) -> SwarmCluster:
+    lab = cluster.lab
     first, *others = lab.machines
     cluster.init(first)
     cluster.control(first, "heartbeat", str(int(HEARTBEAT_S)))
@@ -39,46 +39,28 @@ def _bring_up(lab: LabHandle, tmp_path: Path, managers: int) -> SwarmCluster:
 
 
 @pytest.fixture
-def one_manager(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[SwarmCluster]:
-    """A manager (with its agent) and two workers."""
-    lab = make_lab(3)
-    cluster = _bring_up(lab, tmp_path, managers=1)
-    try:
-        yield cluster
-    finally:
-        cluster.stop_all()
+def cluster_of(
+    make_lab: Callable[[int], LabHandle], tmp_path: Path
+) -> Iterator[Callable[[int, int], SwarmCluster]]:
+    """cluster_of(machines, managers): the first `managers` machines managers (each with its
+    agent), the others workers; all stopped after the test."""
+    made: list[SwarmCluster] = []
 
+    def make(machines: int, managers: int) -> SwarmCluster:
+        made.append(SwarmCluster(make_lab(machines), tmp_path))
+        return _bring_up(made[-1], managers)
 
-@pytest.fixture
-def three_managers(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[SwarmCluster]:
-    """Three managers (each with its agent) and two workers."""
-    lab = make_lab(5)
-    cluster = _bring_up(lab, tmp_path, managers=3)
     try:
-        yield cluster
+        yield make
     finally:
-        cluster.stop_all()
+        for cluster in made:
+            cluster.stop_all()
 
 
 def _service(cluster: SwarmCluster, machine: Machine, name: str) -> dict[str, Any]:
     (found,) = json.loads(ok(cluster, machine, "service", "inspect", name).out)
     assert isinstance(found, dict)
     return found
-
-
-def _tasks(cluster: SwarmCluster, machine: Machine, name: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = json.loads(
-        ok(cluster, machine, "service", "ps", name, "--format", "json").out
-    )
-    return found
-
-
-def _running(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        t
-        for t in tasks
-        if t.get("desired_state") == "RUNNING" and t["status"].get("state") == "RUNNING"
-    ]
 
 
 def _all_containers(cluster: SwarmCluster, prefix: str) -> int:
@@ -99,11 +81,13 @@ def _create(cluster: SwarmCluster, machine: Machine, name: str, replicas: int) -
     )  # fmt: skip
 
 
-def test_a_failing_image_rolls_back_automatically(one_manager: SwarmCluster) -> None:
-    cluster = one_manager
+def test_a_failing_image_rolls_back_automatically(
+    cluster_of: Callable[[int, int], SwarmCluster],
+) -> None:
+    cluster = cluster_of(3, 1)
     manager = cluster.lab.machines[0]
     _create(cluster, manager, "web", 6)
-    before = {t["id"] for t in _running(_tasks(cluster, manager, "web"))}
+    before = {t["id"] for t in running(tasks(cluster, manager, "web"))}
     assert len(before) == 6
 
     update = swarmctl(
@@ -124,9 +108,9 @@ def test_a_failing_image_rolls_back_automatically(one_manager: SwarmCluster) -> 
         "the update rolled back",
     )
     assert service["spec"]["task"]["container"]["image"].endswith("/busybox:latest")
-    tasks = until(lambda: len(r := _running(_tasks(cluster, manager, "web"))) == 6 and r, "6/6")
-    assert all(t["spec"]["container"]["image"].endswith("/busybox:latest") for t in tasks)
-    failed = [t for t in _tasks(cluster, manager, "web") if "no-such-tag" in json.dumps(t)]
+    found = until(lambda: len(r := running(tasks(cluster, manager, "web"))) == 6 and r, "6/6")
+    assert all(t["spec"]["container"]["image"].endswith("/busybox:latest") for t in found)
+    failed = [t for t in tasks(cluster, manager, "web") if "no-such-tag" in json.dumps(t)]
     assert failed and all(t["status"].get("state") in ("REJECTED", "FAILED") for t in failed)
     # At most `parallelism` tasks were replaced by the failing image before the rollback.
     assert len({t["slot"] for t in failed}) <= 2
@@ -139,9 +123,9 @@ def _set_link(machine: Machine, state: str) -> None:
 
 
 def test_a_worker_cut_off_is_replaced_and_stops_its_extra_replicas(
-    one_manager: SwarmCluster,
+    cluster_of: Callable[[int, int], SwarmCluster],
 ) -> None:
-    cluster = one_manager
+    cluster = cluster_of(3, 1)
     manager, worker = cluster.lab.machines[0], cluster.lab.machines[2]
     worker_id = next(
         n["id"] for n in cluster.control(manager, "nodes") if n["hostname"] == worker.name
@@ -155,7 +139,7 @@ def test_a_worker_cut_off_is_replaced_and_stops_its_extra_replicas(
         cut = time.monotonic()
         until(
             lambda: (
-                len(r := _running(_tasks(cluster, manager, "web"))) == 6
+                len(r := running(tasks(cluster, manager, "web"))) == 6
                 and all(t["node_id"] != worker_id for t in r)
             ),
             "6 running away from the cut-off worker",
@@ -177,11 +161,13 @@ def test_a_worker_cut_off_is_replaced_and_stops_its_extra_replicas(
         ),
         "the worker READY again",
     )
-    assert len(_running(_tasks(cluster, manager, "web"))) == 6
+    assert len(running(tasks(cluster, manager, "web"))) == 6
 
 
-def test_spread_update_through_a_leader_kill_and_scale(three_managers: SwarmCluster) -> None:
-    cluster = three_managers
+def test_spread_update_through_a_leader_kill_and_scale(
+    cluster_of: Callable[[int, int], SwarmCluster],
+) -> None:
+    cluster = cluster_of(5, 3)
     managers = cluster.lab.machines[:3]
     leader_name = until(
         lambda: next(
@@ -192,7 +178,7 @@ def test_spread_update_through_a_leader_kill_and_scale(three_managers: SwarmClus
     leader = next(m for m in managers if m.name == leader_name)
     follower = next(m for m in managers if m is not leader)
     _create(cluster, follower, "web", 6)  # through a follower
-    assert len({t["node_id"] for t in _running(_tasks(cluster, follower, "web"))}) >= 4
+    assert len({t["node_id"] for t in running(tasks(cluster, follower, "web"))}) >= 4
 
     ok(
         cluster, follower, "service", "update", "--env", "VERSION=2", "--update-parallelism",
@@ -202,7 +188,7 @@ def test_spread_update_through_a_leader_kill_and_scale(three_managers: SwarmClus
     def updated() -> int:
         return sum(
             "VERSION=2" in t["spec"]["container"].get("env", [])
-            for t in _running(_tasks(cluster, follower, "web"))
+            for t in running(tasks(cluster, follower, "web"))
         )
 
     until(lambda: updated() >= 1, "the update under way")
@@ -219,7 +205,12 @@ def test_spread_update_through_a_leader_kill_and_scale(three_managers: SwarmClus
     until(lambda: _all_containers(cluster, "web") == 6, "6 containers in the cluster")
 
     ok(cluster, follower, "service", "scale", "web=12")
-    assert len(_running(_tasks(cluster, follower, "web"))) == 12
+    assert len(running(tasks(cluster, follower, "web"))) == 12
+    worker = cluster.lab.machines[4]
+    assert containers(cluster, worker)
+    ok(cluster, follower, "node", "drain", worker.name)
+    until(lambda: not containers(cluster, worker), "the drained worker's containers gone")
+    until(lambda: _all_containers(cluster, "web") == 12, "12 containers on the other nodes")
     ok(cluster, leader, "service", "scale", "web=2")
-    assert len(_running(_tasks(cluster, leader, "web"))) == 2
+    assert len(running(tasks(cluster, leader, "web"))) == 2
     until(lambda: _all_containers(cluster, "web") == 2, "2 containers left in the cluster")

@@ -15,6 +15,7 @@ import pytest
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
 from tests.integration.manager.swarm_cluster import SwarmCluster
+from tests.integration.swarmctl.test_swarmctl import ok
 
 ROLE_TOOL = Path(__file__).with_name("role_tool.py")
 
@@ -167,7 +168,7 @@ def test_a_worker_is_promoted_and_demoted_again_without_a_restart(
         socket = swarm.state_dir(two) / "swarmd.sock"
         assert not socket.exists()
 
-        assert _on(swarm, one, "promote", two_id) == {"ok": True}
+        ok(swarm, one, "node", "promote", two.name)  # the real swarmctl
         daemon.wait_for(r"serving on", deadline_s=30)
         _until(lambda: len(_raft_members(swarm, one)) == 2, "two is a raft member")
         # Its manager answers Control on its own socket, and writes there reach the leader.
@@ -175,7 +176,7 @@ def test_a_worker_is_promoted_and_demoted_again_without_a_restart(
         _until(lambda: _write_accepted(swarm, two, "via-promoted"), "a write via two")
         assert (swarm.state_dir(two) / "raft").is_dir()
 
-        assert _on(swarm, one, "demote", two_id) == {"ok": True}
+        ok(swarm, one, "node", "demote", two.name)
         _until(lambda: not socket.exists(), "two's manager stopped")
         _until(lambda: not (swarm.state_dir(two) / "raft").exists(), "two's raft state gone")
         assert _raft_members(swarm, one) == [f"{one.record.ip}:4243"]

@@ -58,7 +58,7 @@ def running(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         t
         for t in found
-        if t.get("desired_state") == "RUNNING" and t["status"]["state"] == "RUNNING"
+        if t.get("desired_state") == "RUNNING" and t["status"].get("state") == "RUNNING"
     ]
 
 

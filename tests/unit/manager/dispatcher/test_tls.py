@@ -25,8 +25,8 @@ from manager.dispatcher import (
     DISPATCHER_POLICIES,
     Dispatcher,
     add_dispatcher_service,
-    certificate_identity,
 )
+from manager.node_rpc import certificate_identity
 from manager.store import Store
 from shoal.v1 import dispatcher_pb2, dispatcher_pb2_grpc, types_pb2
 
