@@ -85,13 +85,19 @@ def _subtree(directory: Path) -> list[Path]:
     return out
 
 
+def _live_pids(procs: str) -> set[int]:
+    """The pids in a cgroup.procs text. A process exiting as the file is read shows as 0
+    (its pid is already gone): never a pid to signal, since kill(0) means our own group."""
+    return {pid for pid in map(int, procs.split()) if pid > 0}
+
+
 def pids(relpath: str) -> set[int]:
     """Every process in cgroup `relpath` or below it, in any hierarchy."""
     found: set[int] = set()
     for hier in hierarchies():
         for d in _subtree(hier.mountpoint / relpath.lstrip("/")):
             try:
-                found.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+                found.update(_live_pids((d / "cgroup.procs").read_text()))
             except FileNotFoundError:
                 continue
     return found

@@ -28,6 +28,8 @@ def stop_all(find: Callable[[], list[int]], grace: float = 3.0, timeout: float =
         if time.monotonic() > deadline:
             sig = signal.SIGKILL
         for pid in pids:
+            if pid <= 0:  # kill(0) or kill(-n) would signal whole process groups
+                raise MachineError(f"refusing to signal pid {pid}")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             _reap(pid)

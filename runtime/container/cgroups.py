@@ -149,7 +149,8 @@ class ContainerCgroup:
         found: set[int] = set()
         for procs in self.procs_files:
             with contextlib.suppress(FileNotFoundError):
-                found.update(int(p) for p in Path(procs).read_text().split())
+                # An exiting process may show as 0: never signal that (kill(0) = our group).
+                found.update(p for p in map(int, Path(procs).read_text().split()) if p > 0)
         return found
 
     def oom_source(self) -> str:

@@ -443,7 +443,7 @@ class Engine:
     def kill(self, name_or_id: str, sig: int = signal.SIGKILL) -> None:
         d = self.store.find(name_or_id)
         state = d.state()
-        if self._status(d) != "running":
+        if self._status(d) != "running" or state.pid <= 0:
             raise ContainerError(f"container {d.config()['name']} is not running")
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, sig)

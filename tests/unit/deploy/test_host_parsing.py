@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy import cgroups, mounts
+import pytest
+
+from deploy import cgroups, mounts, processes
+from deploy.errors import MachineError
 
 HYBRID = """\
 24 29 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
@@ -49,3 +52,14 @@ def test_mountpoints_unescape_and_select_below() -> None:
     assert points[0] == "/var/lib/m/state/with space"
     assert mounts.mounts_below(Path("/var/lib/m/state"), points) == points[:2]
     assert mounts.mounts_below(Path("/var/lib/m/other"), points) == []
+
+
+def test_an_exiting_process_shown_as_pid_0_is_never_a_pid() -> None:
+    # The kernel prints 0 for a process whose pid is gone as cgroup.procs is read; kill(0)
+    # would signal the caller's whole process group.
+    assert cgroups._live_pids("12\n0\n345\n") == {12, 345}
+
+
+def test_stop_all_refuses_to_signal_a_process_group() -> None:
+    with pytest.raises(MachineError, match="refusing to signal pid 0"):
+        processes.stop_all(lambda: [0])
