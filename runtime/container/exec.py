@@ -110,10 +110,13 @@ def start(
     ours, theirs = socket.socketpair() if tty else (None, None)
     pid = os.fork()
     if pid == 0:
-        os.close(error_r)
-        if ours is not None:
-            ours.close()
-        _child(plan, (stdio[0], stdio[1], stdio[2]), error_w, seccomp, theirs)
+        try:  # _child execs or exits; the child never returns into the caller's code
+            os.close(error_r)
+            if ours is not None:
+                ours.close()
+            _child(plan, (stdio[0], stdio[1], stdio[2]), error_w, seccomp, theirs)
+        finally:
+            os._exit(126)
     os.close(error_w)
     master: int | None = None
     if theirs is not None and ours is not None:

@@ -208,15 +208,20 @@ def launch(
     engine_ends = (ready_r, go_w, error_r, pid_r)
     shim_pid = os.fork()
     if shim_pid == 0:
+        # The child must never return into the caller's code, whatever fails here (even
+        # reporting the failure): a second copy of the engine's process would run on.
+        code = 1
         try:
             attach_fd = listener.detach() if listener is not None else None
             _run_shim(plan, child_fds, streams, pid_w, seccomp, settings, engine_ends, attach_fd)
+            code = 0
         except BaseException:
-            import traceback  # rarely needed, and not cheap to import on every start
+            with contextlib.suppress(BaseException):
+                import traceback  # rarely needed, and not cheap to import on every start
 
-            traceback.print_exc()
-            os._exit(1)
-        os._exit(0)
+                traceback.print_exc()
+        finally:
+            os._exit(code)
     _close(ready_w, go_r, error_w, pid_w, *child_stdio, *streams)
     if listener is not None:
         listener.close()
