@@ -176,6 +176,14 @@ def _run_shim(
     shim_loop.serve(args)
 
 
+def _end(pid: int) -> None:
+    """SIGKILL our child `pid` and reap it (no zombie left in a long-lived engine)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
 def launch(
     plan: init.InitPlan,
     seccomp: sc.SockFprog | None,
@@ -247,5 +255,9 @@ def launch(
         if error:
             raise ContainerError(error.decode(errors="replace"))
         return Launched(pid=pid, shim_pid=shim_pid)
+    except BaseException:
+        if go_open:  # the container was never let go: end its shim here, and reap it
+            _end(shim_pid)
+        raise
     finally:
         _close(ready_r, error_r, pid_r, *([go_w] if go_open else []))
