@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
+from manager.logbroker import metrics
 from manager.logbroker.errors import (
     LogBrokerError,
     NotRunning,
@@ -106,6 +107,8 @@ class LogBroker:
                 term.drop_listener(listener)
             for sub in term.subscriptions.values():
                 sub.abort(stopped)
+            metrics.SUBSCRIPTIONS.set(0)
+            metrics.LISTENERS.set(0)
 
     def _running_term(self) -> _Term:
         term = self._term
@@ -134,6 +137,7 @@ class LogBroker:
             selection = self._store.view(choose)
         sub = BrokerSubscription(message, selection, self._config.silence_timeout)
         term.subscriptions[sub.id] = sub
+        metrics.SUBSCRIPTIONS.set(len(term.subscriptions))
         following: asyncio.Task[None] | None = None
         try:
             for node_id in sorted(selection.nodes):
@@ -149,6 +153,8 @@ class LogBroker:
             if following is not None:
                 following.cancel()
             term.subscriptions.pop(sub.id, None)
+            if self._term is term:
+                metrics.SUBSCRIPTIONS.set(len(term.subscriptions))
             closing = logs_pb2.SubscriptionMessage(id=sub.id, close=True)
             for node_id in sub.sent:
                 listener = term.listeners.get(node_id)
@@ -179,6 +185,7 @@ class LogBroker:
         if previous is not None:
             term.drop_listener(previous)
         listener = term.listeners[node_id] = _Listener(node_id)
+        metrics.LISTENERS.set(len(term.listeners))
         for sub in list(term.subscriptions.values()):
             if sub.waiting_for(node_id):
                 term.offer(sub, node_id)
@@ -187,6 +194,8 @@ class LogBroker:
                 yield message
         finally:
             term.drop_listener(listener)
+            if self._term is term:
+                metrics.LISTENERS.set(len(term.listeners))
 
     async def publish(
         self, node_id: str, messages: AsyncIterator[logs_pb2.PublishLogsMessage]
@@ -199,10 +208,15 @@ class LogBroker:
             async for message in messages:
                 if self._term is not term:
                     raise NotRunning("the log broker stopped: this manager is no longer the leader")
-                sub = _publishable(term, node_id, message)
+                try:
+                    sub = _publishable(term, node_id, message)
+                except LogBrokerError:
+                    metrics.REFUSED.inc()
+                    raise
                 if message.messages:
                     unfinished.add(sub.id)
                     await sub.deliver(node_id, list(message.messages))
+                    metrics.LINES.inc(len(message.messages))
                 if message.close:
                     unfinished.discard(sub.id)
                     sub.node_done(node_id)

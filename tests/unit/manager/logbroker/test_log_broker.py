@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from manager.ca.roles import Role
 from manager.logbroker import (
@@ -286,3 +287,48 @@ def test_users_subscribe_through_managers_and_every_node_publishes() -> None:
         "/shoal.v1.LogBroker/PublishLogs": {Role.WORKER, Role.MANAGER},
     }
     assert not any(policy.anonymous for policy in LOGS_POLICIES.values())
+
+
+def sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_metrics_follow_subscriptions_listeners_and_lines() -> None:
+    running = LogBroker(local_store(), BrokerConfig(silence_timeout=0.5))
+    run = asyncio.create_task(running.run())
+    await eventually(lambda: running.running, "the broker running")
+    await add(store_of(running), task("t1", "svc", "n1"), task("t2", "svc", "n2"))
+    lines, refused = (
+        sample("shoal_logbroker_lines_total"),
+        sample("shoal_logbroker_refused_publications_total"),
+    )
+    n1, n2 = Node(running, "n1"), Node(running, "n2")
+    await eventually(lambda: sample("shoal_logbroker_listeners") == 2, "2 listeners counted")
+    received = asyncio.create_task(collect(running.subscribe(SERVICE, ONCE)))
+    sub = await n1.next()
+    await n2.next()
+    assert sample("shoal_logbroker_subscriptions") == 1
+
+    publish = logs_pb2.PublishLogsMessage
+    with pytest.raises(NotYourSubscription):
+        await running.publish(
+            "n1", stream(publish(subscription_id=sub.id, messages=[line("n2", "t2", "x")]))
+        )
+    for node_id, task_id in (("n1", "t1"), ("n2", "t2")):
+        await running.publish(
+            node_id,
+            stream(
+                publish(subscription_id=sub.id, messages=[line(node_id, task_id, "a")] * 2),
+                publish(subscription_id=sub.id, close=True),
+            ),
+        )
+    await asyncio.wait_for(received, STEP)
+    assert sample("shoal_logbroker_lines_total") - lines == 4
+    assert sample("shoal_logbroker_refused_publications_total") - refused == 1
+    assert sample("shoal_logbroker_subscriptions") == 0
+
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    assert sample("shoal_logbroker_listeners") == 0
+    for node in (n1, n2):
+        await node.stop()
