@@ -12,20 +12,15 @@ import pytest
 
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SwarmCluster, until
+from tests.integration.manager.swarm_cluster import SwarmCluster, real_swarm, until
 from tests.integration.runtime.test_cli import SHOAL
 
 
 @pytest.fixture
 def swarm(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[SwarmCluster]:
-    lab = make_lab(3)
-    cluster = SwarmCluster(lab, tmp_path)
+    cluster = SwarmCluster(make_lab(3), tmp_path)
     try:
-        cluster.init(lab.machines[0])  # a manager, with its own agent
-        cluster.control(lab.machines[0], "heartbeat", "1")
-        for worker in lab.machines[1:]:
-            cluster.join(worker, role="workers")
-        yield cluster
+        yield real_swarm(cluster, managers=1)  # a manager (with its own agent), 2 workers
     finally:
         cluster.stop_all()
 

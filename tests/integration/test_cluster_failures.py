@@ -14,28 +14,9 @@ import pytest
 
 from deploy.netns_driver import Machine, netlink
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SwarmCluster, until
+from tests.integration.manager.swarm_cluster import HEARTBEAT_S, SwarmCluster, real_swarm, until
 from tests.integration.swarmctl.test_swarmctl import ok, running, swarmctl, tasks
 from tests.integration.test_cluster_e2e import containers
-
-HEARTBEAT_S = 1.0
-
-
-def _bring_up(cluster: SwarmCluster, managers: int) -> SwarmCluster:
-    lab = cluster.lab
-    first, *others = lab.machines
-    cluster.init(first)
-    cluster.control(first, "heartbeat", str(int(HEARTBEAT_S)))
-    for index, machine in enumerate(others, start=1):
-        cluster.join(machine, role="managers" if index < managers else "workers")
-    until(
-        lambda: (
-            all(n["state"] == "READY" for n in cluster.control(first, "nodes"))
-            and len(cluster.control(first, "nodes")) == len(lab.machines)
-        ),
-        "every node READY",
-    )
-    return cluster
 
 
 @pytest.fixture
@@ -48,7 +29,7 @@ def cluster_of(
 
     def make(machines: int, managers: int) -> SwarmCluster:
         made.append(SwarmCluster(make_lab(machines), tmp_path))
-        return _bring_up(made[-1], managers)
+        return real_swarm(made[-1], managers)
 
     try:
         yield make
@@ -111,7 +92,9 @@ def test_a_failing_image_rolls_back_automatically(
     found = until(lambda: len(r := running(tasks(cluster, manager, "web"))) == 6 and r, "6/6")
     assert all(t["spec"]["container"]["image"].endswith("/busybox:latest") for t in found)
     failed = [t for t in tasks(cluster, manager, "web") if "no-such-tag" in json.dumps(t)]
-    assert failed and all(t["status"].get("state") in ("REJECTED", "FAILED") for t in failed)
+    # The bad image failed where it was tried; none of its tasks is wanted running any more.
+    assert any(t["status"].get("state") in ("REJECTED", "FAILED") for t in failed)
+    assert all(t.get("desired_state") != "RUNNING" for t in failed)
     # At most `parallelism` tasks were replaced by the failing image before the rollback.
     assert len({t["slot"] for t in failed}) <= 2
     until(lambda: _all_containers(cluster, "web") == 6, "6 containers running")

@@ -14,7 +14,7 @@ from deploy.prometheus.errors import PrometheusError
 from deploy.prometheus.server import LabPrometheus
 from deploy.prometheus.targets import METRICS_PORT, targets_for, write_targets
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import Daemon, SwarmCluster, until
+from tests.integration.manager.swarm_cluster import Daemon, SwarmCluster, real_swarm, until
 
 
 class MeteredCluster(SwarmCluster):
@@ -28,13 +28,9 @@ class MeteredCluster(SwarmCluster):
 @pytest.fixture
 def cluster(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[MeteredCluster]:
     """One manager (with its own agent) and two workers."""
-    lab = make_lab(3)
-    cluster = MeteredCluster(lab, tmp_path)
+    cluster = MeteredCluster(make_lab(3), tmp_path)
     try:
-        cluster.init(lab.machines[0])
-        cluster.control(lab.machines[0], "heartbeat", "1")
-        for worker in lab.machines[1:]:
-            cluster.join(worker, role="workers")
+        real_swarm(cluster, managers=1)
         yield cluster
     finally:
         cluster.stop_all()

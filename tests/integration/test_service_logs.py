@@ -20,7 +20,7 @@ import pytest
 
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SwarmCluster, until
+from tests.integration.manager.swarm_cluster import SwarmCluster, real_swarm, until
 
 SWARMCTL = str(Path(sys.executable).parent / "swarmctl")
 # One "hello" line, then a numbered tick every second.
@@ -31,14 +31,9 @@ LINE = re.compile(r"^logs\.(\d)\.([0-9a-z]{12})@(\S+) +\| (.*)$")
 
 @pytest.fixture
 def swarm(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[SwarmCluster]:
-    lab = make_lab(3)
-    cluster = SwarmCluster(lab, tmp_path)
+    cluster = SwarmCluster(make_lab(3), tmp_path)
     try:
-        cluster.init(lab.machines[0])
-        cluster.control(lab.machines[0], "heartbeat", "1")
-        cluster.join(lab.machines[1], role="managers")
-        cluster.join(lab.machines[2], role="workers")
-        yield cluster
+        yield real_swarm(cluster, managers=2)
     finally:
         cluster.stop_all()
 

@@ -182,6 +182,27 @@ def until(check: Callable[[], Any], what: str, deadline_s: float = 60.0) -> Any:
     return result
 
 
+HEARTBEAT_S = 1  # the heartbeat period of real_swarm's clusters
+
+
+def real_swarm(cluster: SwarmCluster, managers: int) -> SwarmCluster:
+    """swarmd on every machine of the lab: init on the first, heartbeat 1 s, the next
+    `managers - 1` join as managers and the rest as workers (every node runs a real agent);
+    returns once every node is READY."""
+    first, *others = cluster.lab.machines
+    cluster.init(first)
+    cluster.control(first, "heartbeat", str(HEARTBEAT_S))
+    for index, machine in enumerate(others, start=1):
+        cluster.join(machine, role="managers" if index < managers else "workers")
+
+    def all_ready() -> bool:
+        nodes = cluster.control(first, "nodes")
+        return len(nodes) == len(cluster.lab.machines) and all(n["state"] == "READY" for n in nodes)
+
+    until(all_ready, "every node READY")
+    return cluster
+
+
 def three_managers_two_fake_agents(cluster: SwarmCluster, drain_managers: bool) -> None:
     """init + 2 manager joins on machines 1-3, fake agents on machines 4-5, heartbeat 1 s;
     returns once both fake agents are READY. The managers run real agents of their own:
