@@ -133,9 +133,7 @@ def test_a_worker_cut_off_is_replaced_and_stops_its_extra_replicas(
     finally:
         _set_link(worker, "up")
 
-    back = time.monotonic()
     until(lambda: len(containers(cluster, worker)) == 0, "the worker stops its old replicas")
-    assert time.monotonic() - back < 15
     until(lambda: _all_containers(cluster, "web") == 6, "exactly 6 containers in the cluster")
     until(
         lambda: any(
