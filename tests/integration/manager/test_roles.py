@@ -192,3 +192,37 @@ def test_a_worker_is_promoted_and_demoted_again_without_a_restart(
         _until(lambda: _write_accepted(swarm, one, "after-demotion"), "a write on one alone")
     finally:
         swarm.stop_all()
+
+
+def test_the_demoted_leader_hands_over_and_goes_on_as_a_worker(cluster: SwarmCluster) -> None:
+    one, two, three = cluster.lab.machines
+    ids = _node_ids(cluster)
+    leader = next(
+        m
+        for m in (one, two, three)
+        if any(n["leader"] and n["hostname"] == m.name for n in cluster.control(one, "nodes"))
+    )
+    others = [m for m in (one, two, three) if m is not leader]
+    daemon = cluster.daemons[leader.name]
+
+    ok(cluster, others[0], "node", "demote", leader.name)
+
+    def demoted() -> bool:
+        node = _on(cluster, others[0], "node", ids[leader.name])
+        return bool(node["role"] == "WORKER" and not node["raft_addr"])
+
+    _until(demoted, "the old leader demoted and out of raft")
+    _until(
+        lambda: not (cluster.state_dir(leader) / "swarmd.sock").exists(),
+        "the old leader's manager stopped",
+    )
+    assert daemon.process.poll() is None  # the same swarmd goes on, as a worker
+    assert _raft_members(cluster, others[0]) == sorted(f"{m.record.ip}:4243" for m in others)
+    _until(lambda: _write_accepted(cluster, others[1], "after-leader-demotion"), "a write")
+    _until(
+        lambda: any(
+            n["id"] == ids[leader.name] and n["state"] == "READY"
+            for n in cluster.control(others[0], "nodes")
+        ),
+        "the old leader READY as a worker",
+    )
