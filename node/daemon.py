@@ -65,9 +65,10 @@ async def init(
     hostname: str | None,
     heartbeat_period: Duration | None = None,
 ) -> None:
-    from node import manager_node  # a manager's process only: see manager_node
+    from manager import cluster_state  # a manager's process only: see node/manager_node.py
+    from node import manager_node
 
-    spec = manager_node.default_spec()
+    spec = cluster_state.default_spec()
     if heartbeat_period is not None:
         if heartbeat_period.ToNanoseconds() <= 0:
             raise SwarmdError("the heartbeat period must be positive")

@@ -26,10 +26,6 @@ from shoal.v1 import objects_pb2, specs_pb2, types_pb2
 _exported: list[ClusterObjectsCollector] = []
 
 
-def default_spec() -> specs_pb2.ClusterSpec:
-    return cluster_state.default_spec()
-
-
 def write_cluster_files(identity: Identity, ca: ClusterCA, spec: specs_pb2.ClusterSpec) -> None:
     """`swarmd init`: the raft key, and the Cluster object (with the CA key) that is
     replicated once this manager first leads; until then it waits on disk, root only."""

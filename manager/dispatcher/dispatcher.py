@@ -47,7 +47,6 @@ from manager.store import (
     Store,
     StoreError,
     Subscription,
-    VersionConflict,
     WatchClosed,
     WriteTx,
 )
@@ -254,16 +253,10 @@ class Dispatcher:
     async def _commit(self, fn: Callable[[WriteTx], T]) -> T:
         """`fn` in a store transaction, redone on a version conflict; StoreUnavailable when
         it does not commit."""
-        error: StoreError | None = None
-        for _ in range(COMMIT_ATTEMPTS):
-            try:
-                return (await self._store.update(fn)).value
-            except VersionConflict as exc:
-                error = exc
-            except StoreError as exc:
-                error = exc
-                break
-        raise StoreUnavailable(f"the store did not take the change: {error}")
+        try:
+            return (await self._store.update_redone(fn, COMMIT_ATTEMPTS)).value
+        except StoreError as exc:
+            raise StoreUnavailable(f"the store did not take the change: {exc}") from None
 
     def _set_deadline(self, term: _Term, node_id: str, deadline: float) -> None:
         if term.deadlines.set(node_id, deadline):

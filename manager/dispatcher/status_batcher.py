@@ -27,7 +27,7 @@ from manager.dispatcher.config import Clock
 from manager.dispatcher.errors import DispatcherError, StoreUnavailable
 from manager.dispatcher.validation import StatusUpdate, state_name
 from manager.dispatcher.waiting import first_done
-from manager.store import Store, StoreError, VersionConflict, WriteTx
+from manager.store import Store, StoreError, WriteTx
 from shoal.v1 import objects_pb2, types_pb2
 
 log = logging.getLogger(__name__)
@@ -153,24 +153,22 @@ class StatusBatcher:
         return batch
 
     async def _commit(self, batch: list[_Submission]) -> None:
-        error: StoreError | None = None
-        for _ in range(COMMIT_ATTEMPTS):
-            try:
-                result = await self._store.update(functools.partial(_apply, batch))
-            except VersionConflict as exc:  # a concurrent write to one of the tasks: redo
-                error = exc
-                continue
-            except StoreError as exc:
-                error = exc
-                break
-            applied = result.value
-            for outcome, count in applied.counts.items():
-                metrics.STATUS_UPDATES.labels(result=outcome).inc(count)
-            for delay in applied.delays:
-                metrics.SCHEDULING_DELAY_SECONDS.observe(delay)
-            for submission in batch:
-                _resolve(submission.done, None)
+        try:  # a concurrent write to one of the tasks: redone on the newer tasks
+            result = await self._store.update_redone(
+                functools.partial(_apply, batch), COMMIT_ATTEMPTS
+            )
+        except StoreError as error:
+            self._failed(batch, error)
             return
+        applied = result.value
+        for outcome, count in applied.counts.items():
+            metrics.STATUS_UPDATES.labels(result=outcome).inc(count)
+        for delay in applied.delays:
+            metrics.SCHEDULING_DELAY_SECONDS.observe(delay)
+        for submission in batch:
+            _resolve(submission.done, None)
+
+    def _failed(self, batch: list[_Submission], error: StoreError) -> None:
         log.warning("dispatcher: a batch of task status updates was not committed: %s", error)
         failure = StoreUnavailable(f"task status updates were not committed ({error}); retry")
         for submission in batch:

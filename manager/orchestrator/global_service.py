@@ -14,8 +14,6 @@ READY, ACTIVE and meets its placement constraints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from manager.orchestrator.eligibility import (
     is_global,
     is_live,
@@ -29,25 +27,10 @@ from manager.orchestrator.replacement import create_successor, keep_slot, set_de
 from manager.orchestrator.replicated import spec_changed
 from manager.orchestrator.slots import SlotKey, runnable, slot_key, slot_tasks
 from manager.orchestrator.tasks import is_runnable
+from manager.orchestrator.work import NodeWork, ServiceWork, SlotWork
 from manager.scheduler import NodeAttributes
 from manager.store import Event, EventAction, Kind, ReadTx, WriteTx
 from shoal.v1 import objects_pb2, types_pb2
-
-
-@dataclass(frozen=True)
-class ServiceWork:
-    service_id: str
-
-
-@dataclass(frozen=True)
-class NodeWork:
-    node_id: str
-
-
-@dataclass(frozen=True)
-class SlotWork:
-    key: SlotKey
-
 
 Work = ServiceWork | NodeWork | SlotWork
 

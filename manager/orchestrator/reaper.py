@@ -27,23 +27,9 @@ from manager.orchestrator.slots import (
     slot_tasks,
 )
 from manager.orchestrator.tasks import has_ended, is_runnable, newest_first
+from manager.orchestrator.work import NodeWork, ServiceWork, SlotWork
 from manager.store import Event, EventAction, Kind, ReadTx, WriteTx
 from shoal.v1 import objects_pb2, types_pb2
-
-
-@dataclass(frozen=True)
-class SlotWork:
-    key: SlotKey
-
-
-@dataclass(frozen=True)
-class ServiceWork:
-    service_id: str
-
-
-@dataclass(frozen=True)
-class NodeWork:
-    node_id: str
 
 
 @dataclass(frozen=True)

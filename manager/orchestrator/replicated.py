@@ -18,32 +18,15 @@ updater's; all of them meet only in the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from manager.orchestrator.eligibility import is_live, is_lost, is_replicated
 from manager.orchestrator.metrics import Tally
 from manager.orchestrator.reconciler import Reconciler, commit
 from manager.orchestrator.replacement import create_successor, keep_slot, set_desired
 from manager.orchestrator.slots import SlotKey, group_by_slot, runnable, slot_key, slot_tasks
 from manager.orchestrator.tasks import is_runnable
+from manager.orchestrator.work import NodeWork, ServiceWork, SlotWork
 from manager.store import Event, EventAction, Kind, ReadTx, WriteTx
 from shoal.v1 import objects_pb2, types_pb2
-
-
-@dataclass(frozen=True)
-class ServiceWork:
-    service_id: str
-
-
-@dataclass(frozen=True)
-class SlotWork:
-    key: SlotKey
-
-
-@dataclass(frozen=True)
-class NodeWork:
-    node_id: str
-
 
 Work = ServiceWork | SlotWork | NodeWork
 

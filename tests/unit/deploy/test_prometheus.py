@@ -68,7 +68,6 @@ def test_an_empty_lab_has_no_targets() -> None:
     assert file_sd_groups({}) == []
 
 
-@pytest.mark.skipif(shutil.which(PROMTOOL) is None, reason="promtool (apt: prometheus) missing")
 def test_promtool_accepts_the_configuration_with_a_written_targets_file(tmp_path: Path) -> None:
     shutil.copyfile(CONFIG, tmp_path / "prometheus.yml")
     write_targets(tmp_path / "targets.json", {"lab-node1": "10.77.0.10:9100"})
