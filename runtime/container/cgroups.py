@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from runtime.container import devices
 from runtime.errors import ContainerError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -95,7 +96,23 @@ class ContainerCgroup:
                         (d / name).write_text((d.parent / name).read_text())
         if "" in self.paths:
             self._enable_v2_controllers()
+        self._allow_devices()
         self.apply(limits)
+
+    def _allow_devices(self) -> None:
+        """Only the default devices: the kernel refuses any other open or mknod."""
+        if "" in self.paths:
+            try:
+                devices.attach_v2_filter(str(self.paths[""]))
+            except OSError as exc:
+                raise ContainerError(
+                    f"cannot attach the device filter to {self.paths[''].name}: {exc.strerror}"
+                ) from None
+        elif "devices" in self.paths:
+            for name, line in devices.v1_rules():
+                self._write(self.paths["devices"] / name, line)
+        else:
+            raise ContainerError("no devices cgroup: containers could open any host device")
 
     def _enable_v2_controllers(self) -> None:
         path = self.paths[""]

@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import _socket  # the C module: the socket module's enums cost every start milliseconds
 import contextlib
+import errno
 import fcntl
 import os
 import struct
 import termios
 from typing import NamedTuple, NoReturn
 
+from runtime.container import devices
 from runtime.container import syscalls as sc
 from runtime.container.security import DEFAULT_CAP_MASK
 
-DEVICES = (  # name, major, minor (character devices, mode 0666)
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-)
 MASKED_FILES = (
     "/proc/kcore",
     "/proc/keys",
@@ -78,12 +72,6 @@ def _mkdirs(path: str) -> None:
         os.makedirs(path, 0o755)
 
 
-def _touch(path: str) -> None:
-    if not os.path.lexists(path):
-        _mkdirs(os.path.dirname(path))
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
-
-
 def _lo_up() -> None:
     s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
@@ -92,72 +80,164 @@ def _lo_up() -> None:
         s.close()
 
 
+class _Root:
+    """The container's root filesystem before pivot_root, where the host is still in view.
+
+    Every path is resolved inside the root (openat2 RESOLVE_IN_ROOT), as a process chrooted
+    there would see it: an image's symlink (absolute, or `..` past the root) cannot lead a
+    mount or a created file onto the host. Mounts are made on the resolved object through
+    its /proc/self/fd magic link, never by path."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open(self, path: str, directory: bool, create: bool = True) -> int:
+        """An O_PATH fd of `path`. Missing components are made (directories 0755, the last
+        an empty 0644 file unless `directory`) in parents resolved inside the root; a
+        dangling symlink on the way is followed inside the root, as a chrooted mkdir -p."""
+        flags = os.O_PATH | (os.O_DIRECTORY if directory else 0)
+        for _ in range(MAX_SYMLINKS):
+            try:
+                return sc.open_in_root(self.fd, path, flags)
+            except FileNotFoundError:
+                if not create:
+                    raise
+            path = self._make(path, directory)
+        raise OSError(errno.ELOOP, f"too many symlinks resolving {path}")
+
+    def _make(self, path: str, directory: bool) -> str:
+        """Make the first missing component of `path`, and those after it; returns the path
+        to open: `path` itself, or the path a dangling symlink on the way leads to."""
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        parent = os.dup(self.fd)
+        try:
+            for depth, name in enumerate(parts, 1):
+                sub = "/".join(parts[:depth])
+                try:
+                    found = sc.open_in_root(self.fd, sub, os.O_PATH)
+                except FileNotFoundError:
+                    try:
+                        target = os.readlink(name, dir_fd=parent)
+                    except OSError:  # not a symlink (EINVAL): a name to make
+                        target = None
+                    if target is not None:  # dangling: go where it points, inside the root
+                        base = "" if target.startswith("/") else "/".join(parts[: depth - 1])
+                        return "/".join([base, target, *parts[depth:]])
+                    if depth == len(parts) and not directory:
+                        os.close(os.open(name, _NEW_FILE, 0o644, dir_fd=parent))
+                    else:
+                        os.mkdir(name, 0o755, dir_fd=parent)
+                    found = sc.open_in_root(self.fd, sub, os.O_PATH)
+                os.close(parent)
+                parent = found
+        finally:
+            os.close(parent)
+        return path
+
+    def mount(
+        self,
+        source: str,
+        target: str,
+        fstype: str | None,
+        flags: int,
+        data: str | None = None,
+        directory: bool = True,
+    ) -> None:
+        fd = self.open(target, directory)
+        try:
+            sc.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+        except OSError as exc:
+            message = f"mount {fstype or 'bind'} on {target}: {exc.strerror}"
+            raise OSError(exc.errno, message) from None
+        finally:
+            os.close(fd)
+
+    def protect(self, target: str, attrs: int) -> None:
+        """Set mount attributes (read-only, ...) on the mount at `target` and all below it."""
+        fd = self.open(target, directory=False, create=False)
+        try:
+            sc.set_mount_attrs(fd, attrs)
+        finally:
+            os.close(fd)
+
+    def exists(self, path: str, directory: bool = False) -> bool:
+        try:
+            os.close(self.open(path, directory, create=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+
+MAX_SYMLINKS = 40  # as the kernel's own limit
+_NEW_FILE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+PROC_ATTRS = (
+    sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
+)
+
+
 def _mount_rootfs(plan: InitPlan) -> None:
-    root = plan.rootfs
     sc.mount("", "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    sc.mount("overlay", root, "overlay", 0, plan.overlay_options)
+    # nodev: a device node in the image or the container's own files opens nothing.
+    sc.mount("overlay", plan.rootfs, "overlay", sc.MS_NODEV, plan.overlay_options)
+    root = _Root(plan.rootfs)
     nosuid_noexec = sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_NODEV
-    sc.mount("proc", f"{root}/proc", "proc", nosuid_noexec)
-    sc.mount(
-        "tmpfs", f"{root}/dev", "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k"
-    )
-    for name, major, minor in DEVICES:
-        path = f"{root}/dev/{name}"
-        os.mknod(path, 0o666 | 0o020000, os.makedev(major, minor))
-        os.chmod(path, 0o666)
-    for sub in ("pts", "shm", "mqueue"):
-        os.mkdir(f"{root}/dev/{sub}", 0o755)
-    sc.mount(
+    root.mount("proc", "/proc", "proc", nosuid_noexec)
+    root.mount("tmpfs", "/dev", "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
+    dev = root.open("/dev", directory=True)  # the tmpfs just made: nothing of the image's
+    try:
+        for node in devices.NODES:
+            os.mknod(node.name, 0o666 | 0o020000, os.makedev(node.major, node.minor), dir_fd=dev)
+            os.chmod(node.name, 0o666, dir_fd=dev)
+        for sub in ("pts", "shm", "mqueue"):
+            os.mkdir(sub, 0o755, dir_fd=dev)
+        for link, target in (
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ):
+            os.symlink(target, link, dir_fd=dev)
+    finally:
+        os.close(dev)
+    root.mount(
         "devpts",
-        f"{root}/dev/pts",
+        "/dev/pts",
         "devpts",
         sc.MS_NOSUID | sc.MS_NOEXEC,
         "newinstance,ptmxmode=0666,mode=0620,gid=5",
     )
-    sc.mount("shm", f"{root}/dev/shm", "tmpfs", nosuid_noexec, "mode=1777,size=65536k")
-    sc.mount("mqueue", f"{root}/dev/mqueue", "mqueue", nosuid_noexec)
-    for link, target in (
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ):
-        os.symlink(target, f"{root}/dev/{link}")
+    root.mount("shm", "/dev/shm", "tmpfs", nosuid_noexec, "mode=1777,size=65536k")
+    root.mount("mqueue", "/dev/mqueue", "mqueue", nosuid_noexec)
     if plan.tty:
-        _touch(f"{root}/dev/console")
-        sc.mount(os.ttyname(0), f"{root}/dev/console", None, sc.MS_BIND)
-    sc.mount("sysfs", f"{root}/sys", "sysfs", nosuid_noexec | sc.MS_RDONLY)
+        root.mount(os.ttyname(0), "/dev/console", None, sc.MS_BIND, directory=False)
+    root.mount("sysfs", "/sys", "sysfs", nosuid_noexec | sc.MS_RDONLY)
     for bind in plan.binds:
-        target = f"{root}{bind.target}"
         if bind.source == "tmpfs":
-            _mkdirs(target)
             options = f"mode=1777,size={bind.tmpfs_size}" if bind.tmpfs_size else "mode=1777"
-            sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, options)
+            root.mount("tmpfs", bind.target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, options)
             continue
-        if os.path.isdir(bind.source):
-            _mkdirs(target)
-        else:
-            _touch(target)
-        sc.mount(bind.source, target, None, sc.MS_BIND | sc.MS_REC)
+        is_dir = os.path.isdir(bind.source)  # the host's path, given by the user
+        root.mount(bind.source, bind.target, None, sc.MS_BIND | sc.MS_REC, directory=is_dir)
         if bind.readonly:
-            sc.mount("", target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_REC)
+            root.protect(bind.target, sc.MOUNT_ATTR_RDONLY)
     for path in MASKED_FILES:
-        if os.path.exists(f"{root}{path}"):
-            sc.mount("/dev/null", f"{root}{path}", None, sc.MS_BIND)
+        if root.exists(path):
+            root.mount("/dev/null", path, None, sc.MS_BIND, directory=False)
     for path in MASKED_DIRS:
-        if os.path.isdir(f"{root}{path}"):
-            sc.mount("tmpfs", f"{root}{path}", "tmpfs", sc.MS_RDONLY)
+        if root.exists(path, directory=True):
+            root.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
     for path in READONLY_PATHS:
-        if os.path.exists(f"{root}{path}"):
-            sc.mount(f"{root}{path}", f"{root}{path}", None, sc.MS_BIND | sc.MS_REC)
-            sc.mount(
-                "",
-                f"{root}{path}",
-                None,
-                sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_REC | nosuid_noexec,
-            )
-    os.chdir(root)
+        if root.exists(path):
+            fd = root.open(path, directory=False, create=False)
+            try:
+                here = f"/proc/self/fd/{fd}"
+                sc.mount(here, here, None, sc.MS_BIND | sc.MS_REC)
+            finally:
+                os.close(fd)
+            root.protect(path, PROC_ATTRS)
+    os.fchdir(root.fd)
+    os.close(root.fd)
     sc.pivot_root(".", ".")
     sc.umount(".", sc.MNT_DETACH)
     os.chdir("/")
@@ -198,12 +278,14 @@ def _lookup_user(user: str) -> tuple[int, int, list[int]]:
 
 
 def drop_privileges(user: str, last_cap: int, seccomp: sc.SockFprog | None) -> None:
-    """Docker's default capabilities, the user's ids, no_new_privs, then seccomp (last)."""
+    """Docker's default capabilities, the user's ids, no_new_privs, then seccomp (last).
+    The inheritable set stays empty (CVE-2022-24769): a program with file capabilities
+    gains none through it."""
     for cap in range(last_cap + 1):
         if not DEFAULT_CAP_MASK & (1 << cap):
             sc.prctl(sc.PR_CAPBSET_DROP, cap)
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
-    sc.capset(DEFAULT_CAP_MASK, DEFAULT_CAP_MASK, DEFAULT_CAP_MASK)
+    sc.capset(DEFAULT_CAP_MASK, DEFAULT_CAP_MASK, 0)
     if user:
         uid, gid, extra = _lookup_user(user)
         os.setgroups(extra)

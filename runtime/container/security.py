@@ -11,7 +11,9 @@ import os
 import zlib
 from pathlib import Path
 
-# Docker's default capability set (numbers from linux/capability.h).
+# Docker's default capability set without CAP_MKNOD, as podman's (numbers from
+# linux/capability.h): a container that could mknod could leave a device node for the host's
+# disk in a bind-mounted host directory, where the device cgroup no longer guards it.
 DEFAULT_CAPS = {
     "CAP_CHOWN": 0,
     "CAP_DAC_OVERRIDE": 1,
@@ -24,7 +26,6 @@ DEFAULT_CAPS = {
     "CAP_NET_BIND_SERVICE": 10,
     "CAP_NET_RAW": 13,
     "CAP_SYS_CHROOT": 18,
-    "CAP_MKNOD": 27,
     "CAP_AUDIT_WRITE": 29,
     "CAP_SETFCAP": 31,
 }

@@ -43,6 +43,18 @@ _SYS = {
     "x86_64": {"pivot_root": 155, "capset": 126},
     "aarch64": {"pivot_root": 41, "capset": 91},
 }[platform.machine()]
+SYS_OPENAT2 = 437  # these two have one number on every architecture (the unified table)
+SYS_MOUNT_SETATTR = 442
+
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
 
 _libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc; find_library forks ldconfig
 _libc.mount.argtypes = [
@@ -162,4 +174,64 @@ def load_seccomp(prog: SockFprog) -> None:
     _check(
         _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0),
         "seccomp",
+    )
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (
+        ("flags", ctypes.c_uint64),
+        ("mode", ctypes.c_uint64),
+        ("resolve", ctypes.c_uint64),
+    )
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
+    """openat2(2): open `path` relative to `dir_fd` under the RESOLVE_* rules (CLOEXEC)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+    fd = _libc.syscall(
+        SYS_OPENAT2,
+        ctypes.c_int(dir_fd),
+        ctypes.c_char_p(os.fsencode(path)),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
+    _check(fd, "openat2", path)
+    return int(fd)
+
+
+def open_beneath(dir_fd: int, path: str, flags: int) -> int:
+    """Open `path` below `dir_fd`; symlinks are followed only while they stay below it
+    (absolute ones and `..` past it fail with EXDEV); /proc magic links never."""
+    return openat2(dir_fd, path, flags, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+
+
+def open_in_root(root_fd: int, path: str, flags: int) -> int:
+    """Open `path` as a process chrooted at `root_fd` would: absolute symlinks and `..`
+    resolve inside it, never out of it; /proc magic links never."""
+    return openat2(root_fd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def set_mount_attrs(mount_fd: int, attrs: int) -> None:
+    """Set MOUNT_ATTR_* `attrs` on the mount `mount_fd` is the root of and on every mount
+    below it (mount_setattr(2) with AT_RECURSIVE: a remount with MS_REC is not recursive)."""
+    attr = _MountAttr(attrs, 0, 0, 0)
+    _check(
+        _libc.syscall(
+            SYS_MOUNT_SETATTR,
+            ctypes.c_int(mount_fd),
+            ctypes.c_char_p(b""),
+            ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        "mount_setattr",
     )

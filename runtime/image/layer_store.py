@@ -72,7 +72,6 @@ class LayerStore:
         chain_id: str,
         diff_id: str,
         open_blob: Callable[[], BinaryIO],
-        allow_devices: bool = True,
     ) -> bool:
         """Unpack the layer whose tar `open_blob` gives; False when it was there already."""
         if self.has(chain_id):
@@ -92,7 +91,7 @@ class LayerStore:
                 with open_blob() as blob:
                     from runtime.image.unpack import extract  # tarfile: only when unpacking
 
-                    result = extract(blob, tmp / "diff", allow_devices)
+                    result = extract(blob, tmp / "diff")
                 if result.diff_id != diff_id:
                     raise LayerError(
                         f"layer {chain_id}: content has DiffID {result.diff_id}, "

@@ -46,14 +46,12 @@ class Puller:
         content: ContentStore,
         layers: LayerStore,
         max_concurrent: int,
-        allow_devices: bool,
         progress: Progress,
     ) -> None:
         self.client = client
         self.content = content
         self.layers = layers
         self.max_concurrent = max(1, max_concurrent)
-        self.allow_devices = allow_devices
         self.progress = progress
 
     def pull(self, ref: Reference) -> Pulled:
@@ -127,7 +125,7 @@ class Puller:
         desc = Descriptor(layer.media_type, layer.digest, layer.size)
         self._download(repo, desc)
         self.progress(ProgressEvent(item, "Extracting", layer.size, layer.size))
-        self.layers.unpack(layer.chain_id, layer.diff_id, self._open(layer), self.allow_devices)
+        self.layers.unpack(layer.chain_id, layer.diff_id, self._open(layer))
         self.progress(ProgressEvent(item, "Pull complete", layer.size, layer.size))
 
     def _open(self, layer: LayerRecord) -> Callable[[], BinaryIO]:

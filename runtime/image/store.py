@@ -48,19 +48,16 @@ class ImageStore:
         *,
         in_use: Callable[[str], bool] = _never_in_use,
         credentials: Mapping[str, Credentials] | None = None,
-        allow_devices: bool = True,
         upload_chunk_size: int | None = None,
     ) -> None:
         """`in_use(image_id)` says whether a container uses an image (removal is refused);
-        `credentials` maps a registry domain to its username and password;
-        `allow_devices` lets pulled layers create device nodes."""
+        `credentials` maps a registry domain to its username and password."""
         self.config = config
         self.content = ContentStore(config.images_dir)
         self.layers = LayerStore(config.images_dir)
         self.meta = Metadata(config.images_dir)
         self.in_use = in_use
         self.credentials = dict(credentials or {})
-        self.allow_devices = allow_devices
         self.upload_chunk_size = upload_chunk_size
         self._gc_lock = config.images_dir / "gc.lock"
 
@@ -96,7 +93,6 @@ class ImageStore:
                     self.content,
                     self.layers,
                     self.config.max_concurrent_downloads,
-                    self.allow_devices,
                     progress or quiet,
                 ).pull(reference)
                 with self.meta.locked():

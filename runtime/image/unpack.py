@@ -4,7 +4,9 @@ Layers are hostile input. Every parent directory is opened with openat2(RESOLVE_
 from the layer root, so no symlink (absolute, or `..` past the root) can lead a write out of
 it; the last component is created by us relative to that parent and never followed. Entry
 names that are absolute or contain `..` are refused outright, as are hardlinks whose target
-is, and device nodes when the policy forbids them.
+is. Device nodes are never made on the node: a block or character device in a layer is
+skipped (a container could otherwise be handed the host's disk), except the 0/0 character
+device, which is overlayfs' own whiteout. FIFOs are made.
 
 Whiteouts become what overlayfs reads: `.wh.NAME` a 0/0 character device NAME, and
 `.wh..wh..opq` the xattr trusted.overlay.opaque=y on its directory. Modes (setuid, setgid,
@@ -27,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from runtime.container.syscalls import open_beneath
 from runtime.image.errors import LayerError, UnsafeLayerEntry
-from runtime.image.openat2 import open_beneath
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -110,9 +112,8 @@ def split_name(entry: str, name: str) -> list[str]:
 
 
 class _Extractor:
-    def __init__(self, root: Path, allow_devices: bool) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.allow_devices = allow_devices
         self.root_fd = os.open(root, DIR_OPEN | os.O_CLOEXEC)
         self.dir_times: list[tuple[str, list[str], int, int]] = []
         self.size = 0
@@ -212,8 +213,14 @@ class _Extractor:
             elif member.islnk():
                 self.hardlink(member, parent, base)
                 return  # a hardlink shares its target's inode and metadata
-            elif member.ischr() or member.isblk() or member.isfifo():
-                self.device(member, parent, base)
+            elif member.ischr() or member.isblk():
+                if not _is_whiteout_device(member):
+                    return  # never a device node on the node's disk
+                self.clear(parent, base, keep_dir=False)
+                os.mknod(base, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+            elif member.isfifo():
+                self.clear(parent, base, keep_dir=False)
+                os.mknod(base, stat.S_IFIFO | 0o600, dir_fd=parent)
             else:
                 raise UnsafeLayerEntry(name, f"unsupported entry type {member.type!r}")
             self.metadata(member, parent, base)
@@ -282,14 +289,6 @@ class _Extractor:
         finally:
             os.close(target_parent)
 
-    def device(self, member: tarfile.TarInfo, parent: int, base: str) -> None:
-        if not self.allow_devices:
-            raise UnsafeLayerEntry(member.name, "device nodes are not allowed")
-        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
-        device = 0 if member.isfifo() else os.makedev(member.devmajor, member.devminor)
-        self.clear(parent, base, keep_dir=False)
-        os.mknod(base, kind | 0o600, device, dir_fd=parent)
-
     def metadata(self, member: tarfile.TarInfo, parent: int, base: str) -> None:
         """Ownership, then mode (chown clears setuid), then xattrs, then times (not yet for
         directories: writing their children changes them)."""
@@ -329,6 +328,10 @@ class _Extractor:
                 os.close(parent)
 
 
+def _is_whiteout_device(member: tarfile.TarInfo) -> bool:
+    return member.ischr() and member.devmajor == 0 and member.devminor == 0
+
+
 def _times(member: tarfile.TarInfo) -> tuple[int, int]:
     mtime = int(float(member.mtime) * 1_000_000_000)
     atime_text = member.pax_headers.get("atime")
@@ -339,12 +342,12 @@ def _times(member: tarfile.TarInfo) -> tuple[int, int]:
     return atime, mtime
 
 
-def extract(blob: BinaryIO, root: Path, allow_devices: bool = True) -> Extracted:
+def extract(blob: BinaryIO, root: Path) -> Extracted:
     """Extract layer `blob` (compressed or not) into the empty directory `root`.
 
     Raises UnsafeLayerEntry naming the first refused entry, LayerError for a stream that is
     not a (compressed) tar; the caller removes `root` on error."""
-    extractor = _Extractor(root, allow_devices)
+    extractor = _Extractor(root)
     try:
         stream = decompressed(blob)
         try:

@@ -6,10 +6,12 @@ concurrent or crashed runs never collide; labs left by a crashed earlier run are
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,10 @@ import pytest
 
 from deploy.lab import Lab
 from deploy.netns_driver import Machine
+from runtime.config import EngineConfig
+from runtime.container.engine import Engine
 from tests.integration.host_snapshot import HostSnapshot
+from tests.integration.local_image import LocalImage
 
 RUN_PREFIX = f"st{os.getpid()}"
 STALE_LAB = re.compile(r"^st(\d+)-")
@@ -113,3 +118,36 @@ def swarm_machine(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         [SWARM_MACHINE, *args], capture_output=True, text=True, timeout=120, check=False, **kwargs
     )
+
+
+@pytest.fixture(scope="session")
+def busybox(tmp_path_factory: pytest.TempPathFactory) -> LocalImage:
+    from deploy import busybox_image
+
+    layer = tmp_path_factory.mktemp("busybox-layer")
+    with tarfile.open(fileobj=io.BytesIO(busybox_image.layer_tar())) as tar:
+        tar.extractall(layer)  # our own image, built from the host's busybox: trusted
+    for applet in ("bin/sh",):
+        assert (layer / applet).is_symlink()
+    return LocalImage([layer], {"config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}})
+
+
+@pytest.fixture
+def engine_on(make_lab: Callable[[int], LabHandle]) -> Iterator[Callable[[], Engine]]:
+    """engine_on() -> an Engine whose root and cgroups live in a fresh lab machine."""
+    engines: list[Engine] = []
+
+    def factory() -> Engine:
+        lab = make_lab(1)
+        machine = lab.machines[0]
+        config = EngineConfig(
+            root=machine.state_dir / "shoal", cgroup_parent=f"{machine.cgroup_parent}/shoal"
+        )
+        engine = Engine(config, cleanup_on_exit=False)
+        engines.append(engine)
+        return engine
+
+    yield factory
+    for engine in engines:  # containers first: the lab teardown would kill them anyway
+        for info in engine.list(all=True):
+            engine.remove(info["Id"], force=True)

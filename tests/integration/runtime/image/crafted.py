@@ -63,14 +63,12 @@ def opener(path: Path) -> Callable[[], BinaryIO]:
     return open_blob
 
 
-def unpack(
-    store: LayerStore, scratch: Path, entries: list[Entry], allow_devices: bool = True
-) -> str:
+def unpack(store: LayerStore, scratch: Path, entries: list[Entry]) -> str:
     """Unpack a layer of `entries` (gzip) as a bottom layer; returns its ChainID."""
     raw = tar_of(entries)
     diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
     blob = scratch / f"{diff_id[7:]}.tar.gz"
     blob.write_bytes(gzip.compress(raw))
     (chain_id,) = digests.chain_ids([diff_id])
-    store.unpack(chain_id, diff_id, opener(blob), allow_devices)
+    store.unpack(chain_id, diff_id, opener(blob))
     return chain_id

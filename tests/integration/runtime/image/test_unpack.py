@@ -152,19 +152,6 @@ def test_hostile_layers_are_refused_and_touch_nothing(
     assert not Path("/evil").exists()
 
 
-def test_device_nodes_follow_the_policy(store: LayerStore, tmp_path: Path) -> None:
-    device = [
-        Entry("dev", DIR, mode=0o755),
-        Entry("dev/null", tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3),
-    ]
-    with pytest.raises(UnsafeLayerEntry, match=r"'dev/null' refused: device nodes are not allowed"):
-        unpack(store, tmp_path, device, allow_devices=False)
-    assert [p.name for p in store.layers_dir.iterdir() if not p.name.endswith(".lock")] == []
-    chain = unpack(store, tmp_path, device, allow_devices=True)
-    st = (store.diff_dir(chain) / "dev" / "null").lstat()
-    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
-
-
 def test_malformed_layers_are_layer_errors(store: LayerStore, tmp_path: Path) -> None:
     blob = tmp_path / "garbage.gz"
     blob.write_bytes(gzip.compress(b"this is no tar archive at all" * 100)[:-20])

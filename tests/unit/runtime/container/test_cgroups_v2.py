@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.container import cgroups
+from runtime.container import cgroups, devices
 from runtime.container.cgroups import ContainerCgroup, Limits
 
 
@@ -19,7 +19,9 @@ def v2_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_limits_written_the_v2_way(v2_root: Path) -> None:
+def test_limits_written_the_v2_way(v2_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    filtered: list[str] = []
+    monkeypatch.setattr(devices, "attach_v2_filter", filtered.append)
     cg = ContainerCgroup.plan("c1")
     assert cg.paths == {"": v2_root / "machine" / "shoal" / "c1"}
     for d in (v2_root / "machine", v2_root / "machine" / "shoal"):
@@ -33,6 +35,7 @@ def test_limits_written_the_v2_way(v2_root: Path) -> None:
     assert (path / "cpu.max").read_text() == "150000 100000"
     assert (path / "pids.max").read_text() == "10"
     assert (v2_root / "machine" / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+    assert filtered == [str(path)]  # the device allowlist (tests/integration/security)
     cg.apply(Limits())
     assert (path / "memory.max").read_text() == "max"
     assert (path / "cpu.max").read_text() == "max 100000"
