@@ -52,6 +52,15 @@ test: lint typecheck unit integration
 proto: setup
 	$(BIN)/python proto/gen.py
 
+# Every script in benchmarks/, one after another, with its default arguments; each prints
+# its figures and ends with a key=value line. As root: they make labs, namespaces, containers.
+bench: setup
+	@[ "$$(id -u)" = 0 ] || { echo "make bench: run as root (labs, namespaces, containers)" >&2; exit 1; }
+	@for script in benchmarks/*.py; do \
+		echo "== $$script"; \
+		$(BIN)/python "$$script"; \
+	done
+
 demo: setup
 	$(BIN)/python -m deploy.demo
 

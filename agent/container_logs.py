@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from agent.container_spec import SERVICE_LABEL, TASK_LABEL
+from common.timeparse import format_rfc3339
 from runtime.container import logs
 from runtime.errors import RuntimeEngineError
 from shoal.v1 import logs_pb2
@@ -89,9 +87,10 @@ class ReadOptions:
     @classmethod
     def of(cls, options: logs_pb2.LogSubscriptionOptions) -> ReadOptions:
         names = {value: name for name, value in STREAMS.items()}
+        since = options.since.ToNanoseconds() if options.HasField("since") else None
         return cls(
             tail=None if options.tail < 0 else options.tail,
-            since=log_time(options.since) if options.HasField("since") else None,
+            since=None if since is None else format_rfc3339(since),
             streams=frozenset(names[s] for s in options.streams if s in names),
             follow=options.follow,
         )
@@ -99,12 +98,6 @@ class ReadOptions:
     def whole(self) -> ReadOptions:
         """The same without tail: for a container that started after the subscription."""
         return ReadOptions(None, self.since, self.streams, self.follow)
-
-
-def log_time(stamp: Timestamp) -> str:
-    """`stamp` in the format of the log's times (always nine fractional digits)."""
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp.seconds))
-    return f"{seconds}.{stamp.nanos:09d}Z"
 
 
 def _message(record: logs.LogRecord, context: logs_pb2.LogContext) -> logs_pb2.LogMessage:

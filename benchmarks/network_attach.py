@@ -21,38 +21,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-from deploy import libc, namespaces
+from common import libc, namespaces
 from runtime.config import EngineConfig
 from runtime.network import BridgeNetwork, PortMapping
 
-T = TypeVar("T")
 CNI_DIR = Path("/usr/lib/cni")
-
-
-def in_thread_inside(netns: Path, work: Callable[[], T]) -> T:
-    """Run `work` in a thread that first enters the namespace at `netns`."""
-    out: list[T] = []
-    errors: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            namespaces.enter(netns, libc.CLONE_NEWNET)
-            out.append(work())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return out[0]
 
 
 def timed(work: Callable[..., object], *args: object) -> float:
@@ -146,10 +123,10 @@ def main() -> int:
         engine = tmp / "engine"
         namespaces.create_bound(engine, libc.CLONE_NEWNET)
         try:
-            shoal = in_thread_inside(engine, lambda: shoal_rounds(tmp, args.rounds))
+            shoal = namespaces.call_in_netns(engine, lambda: shoal_rounds(tmp, args.rounds))
             peer = None
             if (CNI_DIR / "bridge").exists():
-                peer = in_thread_inside(engine, lambda: cni_rounds(tmp, args.rounds))
+                peer = namespaces.call_in_netns(engine, lambda: cni_rounds(tmp, args.rounds))
         finally:
             namespaces.remove_bound(engine)
     figures = {f"{k}_ms": statistics.median(v) for k, v in shoal.items()}

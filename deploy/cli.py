@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from common.tables import print_table
 from deploy.errors import MachineError
 from deploy.lab import DEFAULT_LAB, DEFAULT_SUBNET, Lab
 from deploy.state import Storage
@@ -41,15 +40,6 @@ class _Group(click.Group):
             _fail(str(exc))
         except OSError as exc:
             _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
-
-
-def _print_table(headers: list[str], rows: list[list[str]]) -> None:
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for header in headers:
-        table.add_column(header)
-    for row in rows:
-        table.add_row(*row)
-    Console(soft_wrap=True).print(table)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,7 +86,7 @@ def ls(ctx: click.Context, fmt: str, quiet: bool) -> None:
     elif fmt == "json":
         click.echo(json.dumps(infos, indent=2))
     else:
-        _print_table(
+        print_table(
             ["NAME", "LAB", "DRIVER", "STATE", "ADDRESS"],
             [[i["name"], i["lab"], i["driver"], i["state"], i["address"]] for i in infos],
         )
@@ -187,7 +177,7 @@ def _show_status(status: dict[str, Any], fmt: str) -> None:
     if status["registry"]:
         click.echo(f"registry: {status['registry']}")
     if status["machines"]:
-        _print_table(
+        print_table(
             ["NAME", "STATE", "ADDRESS"],
             [[m["name"], m["state"], m["address"]] for m in status["machines"]],
         )

@@ -13,7 +13,8 @@ import shutil
 from collections.abc import Sequence
 from typing import Any
 
-from deploy import libc, namespaces, netns_driver, registry
+from common import libc, namespaces
+from deploy import netns_driver, registry
 from deploy.errors import MachineError
 from deploy.netns_driver import Machine
 from deploy.state import LabRecord, MachineRecord, Storage, validate_name

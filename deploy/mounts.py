@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from deploy import libc
+from common import libc
 from deploy.errors import MachineError
 
 
@@ -40,7 +40,7 @@ def unmount_below(directory: Path, rounds: int = 20) -> None:
             return
         for mountpoint in sorted(set(below), key=lambda m: m.count("/"), reverse=True):
             try:
-                libc.umount_detach(mountpoint)
+                libc.umount(mountpoint)
             except OSError as exc:
                 if exc.errno not in (errno.EINVAL, errno.ENOENT):
                     raise

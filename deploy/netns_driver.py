@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 
 from pyroute2 import IPRoute
 
-from deploy import cgroups, libc, mounts, namespaces, processes
+from common import libc, namespaces
+from deploy import cgroups, mounts, processes
 from deploy.state import MachineRecord, Storage
 
 BRIDGE = "br0"
@@ -191,8 +192,6 @@ class Machine:
                 os.write(fd, pid)
                 os.close(fd)
             for path, kind in ((uts, libc.CLONE_NEWUTS), (netns, libc.CLONE_NEWNET)):
-                fd = os.open(path, os.O_RDONLY)
-                libc.setns(fd, kind)
-                os.close(fd)
+                namespaces.enter(path, kind)
 
         return subprocess.Popen(list(argv), env={**os.environ, **env}, preexec_fn=preexec, **kwargs)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from deploy import busybox_image, libc, namespaces
+from common import libc, namespaces
+from deploy import busybox_image
 from deploy.errors import MachineError
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -28,9 +29,7 @@ def _enter_netns_preexec(netns: str) -> Callable[[], None]:
     path = str(namespaces.netns_path(netns))
 
     def preexec() -> None:  # forked child: raw syscalls only
-        fd = os.open(path, os.O_RDONLY)
-        libc.setns(fd, libc.CLONE_NEWNET)
-        os.close(fd)
+        namespaces.enter(path, libc.CLONE_NEWNET)
 
     return preexec
 

@@ -214,6 +214,7 @@ class Manager:
             leader_channel=self.leader_channels,
             raft_member=RaftRemovalCheck(self.raft, self.config.raft_address),
             raft_view=self._raft_view,
+            read_barrier=self.raft.read_barrier,
         )
 
         def build(tls: ReloadableServerCredentials, address: str) -> grpc.aio.Server:

@@ -13,12 +13,12 @@ from typing import Any
 import click
 from google.protobuf.duration_pb2 import Duration
 
+from common.errors import InvalidValue
+from common.units import parse_duration
 from manager.ca.errors import CAError
 from manager.ports import JOIN_PORT, RAFT_PORT, REMOTE_API_PORT
 from node import daemon
 from node.daemon import Addresses, SwarmdError
-from swarmctl.errors import SwarmctlError
-from swarmctl.units import parse_duration
 
 DEFAULT_STATE_DIR = Path("/var/lib/swarmd")
 
@@ -35,7 +35,7 @@ class _DurationType(click.ParamType[Duration]):
             return value
         try:
             return parse_duration(str(value))
-        except SwarmctlError as exc:
+        except InvalidValue as exc:
             self.fail(str(exc), param, ctx)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from common.errors import InvalidValue
 from runtime.config import DEFAULT_ROOT, EngineConfig, env_list
 from runtime.errors import RuntimeEngineError
 
@@ -61,7 +62,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except RuntimeEngineError as exc:
+        except (RuntimeEngineError, InvalidValue) as exc:
             click.echo(f"shoal: error: {exc}", err=True)
             sys.exit(1)
 

@@ -2,7 +2,8 @@
 
 
 class RuntimeEngineError(Exception):
-    """Base of every error the engine reports to its user."""
+    """Base of every error the engine reports to its user (a value that does not parse, an
+    image reference above all, raises common.errors.InvalidValue instead)."""
 
 
 class ContainerError(RuntimeEngineError):

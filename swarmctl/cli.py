@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
+from common.errors import InvalidValue
 from swarmctl.connection import DEFAULT_SOCKET, Target
 from swarmctl.errors import SwarmctlError
 
@@ -56,6 +57,9 @@ class SwarmctlGroup(click.Group):
         except SwarmctlError as error:
             click.echo(f"swarmctl: error: {error}", err=True)
             sys.exit(error.code)
+        except InvalidValue as error:
+            click.echo(f"swarmctl: error: {error}", err=True)
+            sys.exit(1)
         except click.exceptions.Abort:
             click.echo("swarmctl: error: aborted", err=True)
             sys.exit(1)

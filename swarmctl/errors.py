@@ -1,4 +1,5 @@
-"""The one exception swarmctl reports: a clear one-line message and a non-zero exit."""
+"""swarmctl's own exception: a clear one-line message and a non-zero exit (a value that does
+not parse raises common.errors.InvalidValue, which `main` prints the same way)."""
 
 from __future__ import annotations
 

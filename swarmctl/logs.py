@@ -8,30 +8,24 @@ replacement, a scale-up) is looked up once when its first line arrives.
 
 from __future__ import annotations
 
-import re
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import click
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.timeparse import format_rfc3339, parse_since
 from shoal.v1 import control_pb2, logs_pb2, logs_pb2_grpc, objects_pb2
 from swarmctl.commands.node import hostname
 from swarmctl.connection import Control, Target, describe_rpc_error, open_channel
 from swarmctl.errors import SwarmctlError
 from swarmctl.resolve import NODE, SERVICE, list_all
-from swarmctl.units import parse_duration_ns
 
 SHORT_ID = 12
 # The broker's words for a stream cut short: shown as they are.
 INCOMPLETE = "incomplete log stream"
-_UNIX_TIME = re.compile(r"\d+(\.\d+)?")
-_DURATION = re.compile(r"(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+")
 
 # How a task is called in the prefix (`web.3`), given its service's name.
 TaskName = Callable[[objects_pb2.Task, str], str]
@@ -52,36 +46,6 @@ def parse_tail(text: str) -> int:
     if not text.isdigit():
         raise SwarmctlError(f"invalid --tail {text!r}: expected a number of lines or all")
     return int(text)
-
-
-def parse_since(text: str, now_s: float | None = None) -> Timestamp:
-    """`--since`: a duration ago (10m, 1h30m), an RFC 3339 time or a Unix time."""
-    stamp = Timestamp()
-    value = text.strip()
-    if _UNIX_TIME.fullmatch(value):
-        stamp.FromNanoseconds(round(float(value) * 1e9))
-        return stamp
-    if _DURATION.fullmatch(value):
-        ago_ns = parse_duration_ns(value)
-        now_ns = round((time.time() if now_s is None else now_s) * 1e9)
-        stamp.FromNanoseconds(now_ns - ago_ns)
-        return stamp
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise SwarmctlError(
-            f"invalid --since {text!r}: expected a duration (10m), an RFC 3339 time "
-            "(2024-01-02T15:04:05Z) or a Unix time"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def log_time(stamp: Timestamp) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp.seconds))
-    return f"{seconds}.{stamp.nanos:09d}Z"
 
 
 class TaskNames:
@@ -136,7 +100,7 @@ def format_line(message: logs_pb2.LogMessage, prefix: str, fmt: LogFormat) -> st
     if not text.endswith("\n"):
         text += "\n"
     if fmt.timestamps:
-        text = f"{log_time(message.timestamp)} {text}"
+        text = f"{format_rfc3339(message.timestamp.ToNanoseconds())} {text}"
     return text if fmt.raw else prefix + text
 
 
@@ -208,7 +172,7 @@ def show_logs(
 ) -> None:
     options = logs_pb2.LogSubscriptionOptions(follow=follow, tail=parse_tail(tail))
     if since is not None:
-        options.since.CopyFrom(parse_since(since))
+        options.since.FromNanoseconds(parse_since(since))
     fmt = LogFormat(timestamps=timestamps, task_ids=not no_task_ids, truncate=not no_trunc, raw=raw)
     target: Target = ctx.find_object(Target) or Target()
     channel = open_channel(target)

@@ -1,9 +1,9 @@
-"""What swarmctl prints: tables for people, JSON for scripts, ids for `-q`."""
+"""What swarmctl prints besides tables (common.tables): JSON for scripts, ids for `-q`, times
+and states for people."""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,21 +12,9 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.units import human_duration
+
 FORMATS = ("table", "json")
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Left-aligned columns, never cut when the output is a pipe or a file."""
-    from rich.console import Console  # imported here: commands that print no table skip it
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for header in headers:
-        table.add_column(header, no_wrap=True, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    width = None if sys.stdout.isatty() else 10_000
-    Console(soft_wrap=True, width=width, highlight=False).print(table)
 
 
 def as_dict(message: Message) -> dict[str, Any]:
@@ -49,12 +37,7 @@ def humanize_since(timestamp: Timestamp, now_s: float) -> str:
     """Docker's "5 seconds ago" / "3 minutes ago" style."""
     if not timestamp.seconds and not timestamp.nanos:
         return ""
-    elapsed = max(0.0, now_s - timestamp.seconds - timestamp.nanos / 1e9)
-    for unit, seconds in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if elapsed >= seconds:
-            amount = int(elapsed // seconds)
-            return f"{amount} {unit}{'s' if amount != 1 else ''} ago"
-    return "Less than a second ago"
+    return f"{human_duration(now_s - timestamp.seconds - timestamp.nanos / 1e9)} ago"
 
 
 def title(enum_name: str) -> str:

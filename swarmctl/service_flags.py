@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
+from common.units import parse_cpus, parse_duration, parse_size
 from shoal.v1 import specs_pb2, types_pb2
 from swarmctl.errors import SwarmctlError
-from swarmctl.units import parse_cpus, parse_duration, parse_size
 
 Options = dict[str, Any]
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -276,10 +276,11 @@ def apply_options(spec: specs_pb2.ServiceSpec, options: Options) -> None:
 
 
 def _apply_resources(resources: types_pb2.ResourceRequirements, options: Options) -> None:
+    # 0 takes a reservation or limit away (`service update --limit-cpu 0`), as Docker's does.
     if (value := options.get("reserve_cpu")) is not None:
-        resources.reservations.nano_cpus = parse_cpus(value)
+        resources.reservations.nano_cpus = parse_cpus(value, allow_zero=True)
     if (value := options.get("limit_cpu")) is not None:
-        resources.limits.nano_cpus = parse_cpus(value)
+        resources.limits.nano_cpus = parse_cpus(value, allow_zero=True)
     if (value := options.get("reserve_memory")) is not None:
         resources.reservations.memory_bytes = parse_size(value)
     if (value := options.get("limit_memory")) is not None:

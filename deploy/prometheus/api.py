@@ -13,7 +13,7 @@ from typing import Any
 
 import urllib3
 
-from deploy import namespaces
+from common import namespaces
 from deploy.prometheus.errors import PrometheusError
 
 DEFAULT_PORT = 9090

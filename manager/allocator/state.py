@@ -27,6 +27,7 @@ from manager.allocator.networks import (
     is_overlay,
 )
 from manager.allocator.subnets import PoolConfig
+from manager.clock import now_timestamp
 from manager.store import Event, EventAction, NameConflict, WriteTx, new_id
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
 
@@ -56,12 +57,6 @@ def is_live(task: objects_pb2.Task) -> bool:
     """Allocated and not yet stopped: its addresses are in use (states only move forward,
     so a task past RUNNING never uses them again)."""
     return types_pb2.PENDING <= task.status.state <= types_pb2.RUNNING
-
-
-def _now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
 
 
 def _pool_config(cluster: objects_pb2.Cluster | None) -> PoolConfig | AllocationError:
@@ -459,4 +454,4 @@ class _Attempt:
     tx: WriteTx
     journal: Journal
     outcome: Outcome
-    now: Timestamp = field(default_factory=_now)
+    now: Timestamp = field(default_factory=now_timestamp)

@@ -1,5 +1,6 @@
-"""TLS material for gRPC: server and channel credentials, the server name clients check, the
-bootstrap fetch of a manager's certificate, and key/certificate files written with mode 0600.
+"""TLS material for gRPC: channel credentials, the server name clients check, the bootstrap
+fetch of a manager's certificate, and key/certificate files written with mode 0600. A
+manager's server credentials are manager/reloadable_tls.py's (renewed while serving).
 
 Why a manager listens on two ports: gRPC Python's `require_client_auth=False` does not merely
 make the client certificate optional, it stops the server from asking for one at all, so a
@@ -30,20 +31,6 @@ MANAGER_SERVER_NAME = Role.MANAGER.ou
 MANAGER_CHANNEL_OPTIONS: tuple[tuple[str, str], ...] = (
     ("grpc.ssl_target_name_override", MANAGER_SERVER_NAME),
 )
-
-
-def mutual_tls_server_credentials(
-    root_pem: bytes, cert_pem: bytes, key_pem: bytes
-) -> grpc.ServerCredentials:
-    """For the cluster port: clients must present a certificate issued by the root CA."""
-    return grpc.ssl_server_credentials(
-        [(key_pem, cert_pem)], root_certificates=root_pem, require_client_auth=True
-    )
-
-
-def join_server_credentials(cert_pem: bytes, key_pem: bytes) -> grpc.ServerCredentials:
-    """For the join port: server-authenticated TLS; clients' certificates are not requested."""
-    return grpc.ssl_server_credentials([(key_pem, cert_pem)], require_client_auth=False)
 
 
 def channel_credentials(

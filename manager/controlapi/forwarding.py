@@ -1,6 +1,7 @@
 """Writes on a follower reach the leader: a call whose transaction raises NotLeader is
 replayed, unchanged, on the leader's Control service, and the leader's answer (response or
-status) becomes the follower's.
+status) becomes the follower's. So is a read whose read barrier raises NotLeader (the
+manager it went through was no longer the leader).
 
 Replaying is safe: NotLeader means the proposal was never submitted, so nothing of it was
 written. A forwarded call carries FORWARDED_KEY; a manager that gets one and is not the

@@ -10,6 +10,10 @@
   stores the result in the cluster object, which raft carries to every manager; each
   manager must keep its ClusterCA's tokens in step with that object (the default is pure,
   so a rotation refused or forwarded leaves no CA changed).
+- `ReadBarrier`: returns once the store holds every write committed before the call, so
+  that Get and List answer what any manager acknowledged before them (a client reads its
+  own writes back from any manager). The manager passes its raft's read barrier; the
+  default is for a store whose writes are applied before they are acknowledged (no raft).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class RaftView:
 
 RaftViewSource = Callable[[], Awaitable[RaftView | None]]
 JoinTokenRotation = Callable[[types_pb2.JoinTokens, Role], types_pb2.JoinTokens]
+ReadBarrier = Callable[[], Awaitable[object]]
 
 
 async def has_manager_status(node: objects_pb2.Node) -> bool:
@@ -43,6 +48,10 @@ async def has_manager_status(node: objects_pb2.Node) -> bool:
 
 async def no_raft_view() -> RaftView | None:
     return None
+
+
+async def no_read_barrier() -> None:
+    """Nothing to wait for: every acknowledged write is in this store already."""
 
 
 def rotate_join_token(tokens: types_pb2.JoinTokens, role: Role) -> types_pb2.JoinTokens:

@@ -3,8 +3,8 @@ exist (network names become ids), and its published ports are not another servic
 
 from __future__ import annotations
 
+from common.errors import shown
 from manager.controlapi.errors import FailedPrecondition, InvalidArgument, ObjectNotFound
-from manager.controlapi.validation.fields import shown
 from manager.controlapi.validation.service import port_name
 from manager.store import ReadTx
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2

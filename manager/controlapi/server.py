@@ -1,6 +1,7 @@
 """The Control service (grpc.aio): every RPC runs its handler over the store, answers
 refusals with the status `errors.status_of` gives, and replays writes that hit a follower on
-the leader (see forwarding.py).
+the leader (see forwarding.py). Reads (Get, List) are linearizable: they run after the read
+barrier, so any manager answers every write acknowledged before the read began.
 
 Serve it behind the CA's AuthorizationInterceptor with CONTROL_POLICIES (managers only).
 """
@@ -23,8 +24,10 @@ from manager.controlapi.hooks import (
     JoinTokenRotation,
     RaftMemberCheck,
     RaftViewSource,
+    ReadBarrier,
     has_manager_status,
     no_raft_view,
+    no_read_barrier,
     rotate_join_token,
 )
 from manager.store import NotLeader, Store
@@ -40,9 +43,9 @@ Handler = Callable[[Backend, Req], Awaitable[Resp]]
 class ControlServicer(control_pb2_grpc.ControlServicer):
     """The Control API of one manager.
 
-    `leader_channel` finds the leader when a write hits NotLeader (None: such writes answer
-    UNAVAILABLE); `raft_member`, `rotate_join_token` and `raft_view` are the hooks of
-    hooks.py; `clock` stamps update statuses.
+    `leader_channel` finds the leader when a call hits NotLeader (None: such calls answer
+    UNAVAILABLE); `raft_member`, `rotate_join_token`, `raft_view` and `read_barrier` are the
+    hooks of hooks.py; `clock` stamps update statuses.
     """
 
     def __init__(
@@ -54,9 +57,11 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         rotate_join_token: JoinTokenRotation = rotate_join_token,
         clock: Callable[[], float] = time.time,
         raft_view: RaftViewSource = no_raft_view,
+        read_barrier: ReadBarrier = no_read_barrier,
     ) -> None:
         self._backend = Backend(store, raft_member, rotate_join_token, clock, raft_view)
         self._leader_channel = leader_channel
+        self._read_barrier = read_barrier
 
     async def _serve(
         self,
@@ -64,10 +69,14 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         request: Req,
         context: grpc.aio.ServicerContext,
         handler: Handler[Req, Resp],
+        *,
+        read: bool = False,
     ) -> Resp:
         start = time.perf_counter()
         try:
             try:
+                if read:
+                    await self._read_barrier()
                 response = await handler(self._backend, request)
             except NotLeader as not_leader:
                 response = await self._forward(method, request, context, not_leader)
@@ -102,12 +111,12 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def GetNode(
         self, request: control_pb2.GetNodeRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.GetNodeResponse:
-        return await self._serve("GetNode", request, context, nodes.get_node)
+        return await self._serve("GetNode", request, context, nodes.get_node, read=True)
 
     async def ListNodes(
         self, request: control_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.ListNodesResponse:
-        return await self._serve("ListNodes", request, context, nodes.list_nodes)
+        return await self._serve("ListNodes", request, context, nodes.list_nodes, read=True)
 
     async def UpdateNode(
         self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext
@@ -122,12 +131,12 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def GetTask(
         self, request: control_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.GetTaskResponse:
-        return await self._serve("GetTask", request, context, tasks.get_task)
+        return await self._serve("GetTask", request, context, tasks.get_task, read=True)
 
     async def ListTasks(
         self, request: control_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.ListTasksResponse:
-        return await self._serve("ListTasks", request, context, tasks.list_tasks)
+        return await self._serve("ListTasks", request, context, tasks.list_tasks, read=True)
 
     async def RemoveTask(
         self, request: control_pb2.RemoveTaskRequest, context: grpc.aio.ServicerContext
@@ -142,12 +151,14 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def GetService(
         self, request: control_pb2.GetServiceRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.GetServiceResponse:
-        return await self._serve("GetService", request, context, services.get_service)
+        return await self._serve("GetService", request, context, services.get_service, read=True)
 
     async def ListServices(
         self, request: control_pb2.ListServicesRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.ListServicesResponse:
-        return await self._serve("ListServices", request, context, services.list_services)
+        return await self._serve(
+            "ListServices", request, context, services.list_services, read=True
+        )
 
     async def UpdateService(
         self, request: control_pb2.UpdateServiceRequest, context: grpc.aio.ServicerContext
@@ -167,12 +178,14 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def GetNetwork(
         self, request: control_pb2.GetNetworkRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.GetNetworkResponse:
-        return await self._serve("GetNetwork", request, context, networks.get_network)
+        return await self._serve("GetNetwork", request, context, networks.get_network, read=True)
 
     async def ListNetworks(
         self, request: control_pb2.ListNetworksRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.ListNetworksResponse:
-        return await self._serve("ListNetworks", request, context, networks.list_networks)
+        return await self._serve(
+            "ListNetworks", request, context, networks.list_networks, read=True
+        )
 
     async def UpdateNetwork(
         self, request: control_pb2.UpdateNetworkRequest, context: grpc.aio.ServicerContext
@@ -187,12 +200,14 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def GetCluster(
         self, request: control_pb2.GetClusterRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.GetClusterResponse:
-        return await self._serve("GetCluster", request, context, clusters.get_cluster)
+        return await self._serve("GetCluster", request, context, clusters.get_cluster, read=True)
 
     async def ListClusters(
         self, request: control_pb2.ListClustersRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.ListClustersResponse:
-        return await self._serve("ListClusters", request, context, clusters.list_clusters)
+        return await self._serve(
+            "ListClusters", request, context, clusters.list_clusters, read=True
+        )
 
     async def UpdateCluster(
         self, request: control_pb2.UpdateClusterRequest, context: grpc.aio.ServicerContext
@@ -202,12 +217,12 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def GetSecret(
         self, request: control_pb2.GetSecretRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.GetSecretResponse:
-        return await self._serve("GetSecret", request, context, payloads.get_secret)
+        return await self._serve("GetSecret", request, context, payloads.get_secret, read=True)
 
     async def ListSecrets(
         self, request: control_pb2.ListSecretsRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.ListSecretsResponse:
-        return await self._serve("ListSecrets", request, context, payloads.list_secrets)
+        return await self._serve("ListSecrets", request, context, payloads.list_secrets, read=True)
 
     async def CreateSecret(
         self, request: control_pb2.CreateSecretRequest, context: grpc.aio.ServicerContext
@@ -227,12 +242,12 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def GetConfig(
         self, request: control_pb2.GetConfigRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.GetConfigResponse:
-        return await self._serve("GetConfig", request, context, payloads.get_config)
+        return await self._serve("GetConfig", request, context, payloads.get_config, read=True)
 
     async def ListConfigs(
         self, request: control_pb2.ListConfigsRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.ListConfigsResponse:
-        return await self._serve("ListConfigs", request, context, payloads.list_configs)
+        return await self._serve("ListConfigs", request, context, payloads.list_configs, read=True)
 
     async def CreateConfig(
         self, request: control_pb2.CreateConfigRequest, context: grpc.aio.ServicerContext

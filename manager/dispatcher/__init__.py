@@ -5,7 +5,7 @@ serves it over gRPC, the caller identified by `manager.node_rpc.certificate_iden
 behind the CA's AuthorizationInterceptor with `DISPATCHER_POLICIES`.
 """
 
-from manager.dispatcher.config import Clock, DispatcherConfig
+from manager.dispatcher.config import DispatcherConfig
 from manager.dispatcher.dispatcher import HEARTBEAT_FAILURE, Dispatcher
 from manager.dispatcher.errors import (
     ConfigError,
@@ -31,7 +31,6 @@ __all__ = [
     "DISPATCHER_POLICIES",
     "HEARTBEAT_FAILURE",
     "STATUS_CODES",
-    "Clock",
     "ConfigError",
     "Dispatcher",
     "DispatcherConfig",

@@ -16,8 +16,8 @@ import math
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
+from manager.clock import Clock
 from manager.dispatcher.assignments import AssignmentSet
-from manager.dispatcher.config import Clock
 from manager.dispatcher.sessions import Session
 from manager.dispatcher.waiting import finished, first_done
 from manager.store import Event, Kind, Store, Subscription, WatchClosed, new_id
@@ -48,7 +48,7 @@ class AssignmentStream:
         while True:
             assignments, events = self._store.view_and_watch(
                 functools.partial(AssignmentSet.load, self._node_id),
-                kinds=(Kind.TASK, Kind.SECRET, Kind.CONFIG),
+                kinds=(Kind.TASK, Kind.SECRET, Kind.CONFIG, Kind.NODE),
                 predicate=self._concerns_node,
             )
             try:
@@ -66,9 +66,9 @@ class AssignmentStream:
 
     def _concerns_node(self, event: Event) -> bool:
         if event.kind is not Kind.TASK:
-            return True  # secrets and configs: the set knows which it sent
+            return True  # secrets, configs and nodes: the set knows what it needs
         return any(
-            isinstance(t, objects_pb2.Task) and t.node_id == self._node_id
+            isinstance(t, objects_pb2.Task) and (t.node_id == self._node_id or t.networks)
             for t in (event.old, event.new)
         )
 

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 
-from google.protobuf.duration_pb2 import Duration
-
+from manager.clock import duration_seconds
 from manager.dispatcher.errors import ConfigError
 from shoal.v1 import objects_pb2
-
-
-@dataclass(frozen=True)
-class Clock:
-    """Monotonic seconds and a sleep on the same scale; tests pass a fake pair."""
-
-    now: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 @dataclass(frozen=True)
@@ -56,11 +44,7 @@ class DispatcherConfig:
     def heartbeat_period(self, cluster: objects_pb2.Cluster | None) -> float:
         """The cluster's heartbeat period in seconds, or the default while it sets none."""
         if cluster is not None and cluster.spec.dispatcher.HasField("heartbeat_period"):
-            seconds = _seconds(cluster.spec.dispatcher.heartbeat_period)
+            seconds = duration_seconds(cluster.spec.dispatcher.heartbeat_period)
             if seconds > 0:
                 return seconds
         return self.default_heartbeat_period
-
-
-def _seconds(duration: Duration) -> float:
-    return duration.seconds + duration.nanos / 1e9

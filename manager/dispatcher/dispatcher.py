@@ -20,12 +20,11 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from manager.clock import MONOTONIC_CLOCK, Clock, now_timestamp
 from manager.dispatcher import metrics
 from manager.dispatcher.assignment_stream import AssignmentStream
 from manager.dispatcher.cluster_view import ClusterView
-from manager.dispatcher.config import Clock, DispatcherConfig
+from manager.dispatcher.config import DispatcherConfig
 from manager.dispatcher.errors import (
     DispatcherError,
     NotRunning,
@@ -122,7 +121,7 @@ class Dispatcher:
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
-        self._clock = clock or Clock()
+        self._clock = clock or MONOTONIC_CLOCK
         self._config = config or DispatcherConfig()
         self._rng = rng or random.Random()
         self._term: _Term | None = None
@@ -130,11 +129,6 @@ class Dispatcher:
     @property
     def running(self) -> bool:
         return self._term is not None
-
-    @property
-    def queued_status_updates(self) -> int:
-        """Task status updates waiting for the next batch."""
-        return self._term.statuses.queued if self._term is not None else 0
 
     # --- the leader's side -------------------------------------------------------------
 
@@ -376,11 +370,5 @@ def _stamped(update: StatusUpdate) -> StatusUpdate:
         return update
     status = types_pb2.TaskStatus()
     status.CopyFrom(update.status)
-    status.timestamp.CopyFrom(_now())
+    status.timestamp.CopyFrom(now_timestamp())
     return StatusUpdate(update.task_id, status)
-
-
-def _now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp

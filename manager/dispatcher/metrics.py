@@ -1,7 +1,7 @@
 """The dispatcher's Prometheus metrics (prometheus-client), exported by swarmd.
 
-Only the leader's dispatcher runs, so only the leader reports sessions and nodes by state;
-a manager that loses the leadership resets them to zero.
+Only the leader's dispatcher runs, so only the leader reports sessions, queued status
+updates and nodes by state; a manager that loses the leadership resets them to zero.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ STATUS_UPDATES = Counter(
     "shoal_dispatcher_status_updates",
     "Task status updates from agents: committed, or dropped as stale or for a gone task",
     ["result"],
+)
+STATUS_UPDATES_QUEUED = Gauge(
+    "shoal_dispatcher_status_updates_queued",
+    "Task status updates from agents waiting for the next batched commit",
 )
 SCHEDULING_DELAY_SECONDS = Histogram(
     "shoal_dispatcher_scheduling_delay_seconds",

@@ -22,8 +22,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from manager.clock import Clock
 from manager.dispatcher import metrics
-from manager.dispatcher.config import Clock
 from manager.dispatcher.errors import DispatcherError, StoreUnavailable
 from manager.dispatcher.validation import StatusUpdate, state_name
 from manager.dispatcher.waiting import first_done
@@ -103,10 +103,6 @@ class StatusBatcher:
         self._closed: DispatcherError | None = None
         self._began = -math.inf  # when the last transaction began (clock time)
 
-    @property
-    def queued(self) -> int:
-        return self._items
-
     def submit(self, node_id: str, updates: Sequence[StatusUpdate]) -> asyncio.Future[None]:
         """Queue `updates`; the future resolves when they are committed (or fails with
         StoreUnavailable when the batch could not be)."""
@@ -114,7 +110,7 @@ class StatusBatcher:
             raise self._closed
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Submission(node_id, updates, done))
-        self._items += len(updates)
+        self._count(self._items + len(updates))
         self._waiting.set()
         if self._items >= self._max_items:
             self._full.set()
@@ -135,7 +131,7 @@ class StatusBatcher:
         self._closed = error
         while self._queue:
             _resolve(self._queue.popleft().done, error)
-        self._items = 0
+        self._count(0)
 
     def _take(self) -> list[_Submission]:
         """Whole submissions, up to max_items updates (at least one submission)."""
@@ -145,12 +141,16 @@ class StatusBatcher:
             submission = self._queue.popleft()
             batch.append(submission)
             count += len(submission.updates)
-        self._items -= count
+        self._count(self._items - count)
         if not self._queue:
             self._waiting.clear()
         if self._items < self._max_items:
             self._full.clear()
         return batch
+
+    def _count(self, items: int) -> None:
+        self._items = items
+        metrics.STATUS_UPDATES_QUEUED.set(items)
 
     async def _commit(self, batch: list[_Submission]) -> None:
         try:  # a concurrent write to one of the tasks: redone on the newer tasks

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from manager.clock import MONOTONIC_CLOCK
 from manager.logbroker.errors import IncompleteLogs, LogBrokerError
 from manager.logbroker.selection import Selection
 from shoal.v1 import logs_pb2
@@ -56,7 +57,7 @@ class BrokerSubscription:
             return False
         self.nodes.add(node_id)
         if not self.follow:
-            self._pending[node_id] = _now() + self._silence_timeout
+            self._pending[node_id] = MONOTONIC_CLOCK.now() + self._silence_timeout
         return True
 
     def waiting_for(self, node_id: str) -> bool:
@@ -78,7 +79,7 @@ class BrokerSubscription:
 
     async def deliver(self, node_id: str, messages: list[logs_pb2.LogMessage]) -> None:
         if node_id in self._pending:
-            self._pending[node_id] = _now() + self._silence_timeout
+            self._pending[node_id] = MONOTONIC_CLOCK.now() + self._silence_timeout
         self._last_line[node_id] = messages[-1]
         await self._queue.put(messages)
 
@@ -103,7 +104,7 @@ class BrokerSubscription:
             self._queue.put_nowait(_WAKE)
 
     def _expire_silent(self) -> None:
-        now = _now()
+        now = MONOTONIC_CLOCK.now()
         for node_id, deadline in list(self._pending.items()):
             if deadline <= now:
                 self.node_done(
@@ -119,7 +120,7 @@ class BrokerSubscription:
                 raise self._error
             timeout = None
             if self._pending and self._queue.empty():
-                timeout = max(min(self._pending.values()) - _now(), 0.0)
+                timeout = max(min(self._pending.values()) - MONOTONIC_CLOCK.now(), 0.0)
             try:
                 batch = await asyncio.wait_for(self._queue.get(), timeout)
             except TimeoutError:
@@ -131,7 +132,3 @@ class BrokerSubscription:
             raise IncompleteLogs(
                 "incomplete log stream: some logs could not be read: " + "; ".join(self._problems)
             )
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()

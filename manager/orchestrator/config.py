@@ -49,3 +49,7 @@ class OrchestratorConfig:
                 f"orchestrator setting max_retry_delay_s ({self.max_retry_delay_s}) is below "
                 f"retry_delay_s ({self.retry_delay_s})"
             )
+
+    def retry_delay(self, refusals: int) -> float:
+        """The wait before trying again after `refusals` (>= 1) refusals in a row."""
+        return min(self.retry_delay_s * 2.0 ** (refusals - 1), self.max_retry_delay_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from manager.orchestrator.clock import SYSTEM_CLOCK, Clock
+from manager.clock import WALL_CLOCK, Clock
 from manager.orchestrator.config import OrchestratorConfig
 from manager.orchestrator.constraint_enforcer import ConstraintEnforcer
 from manager.orchestrator.global_service import GlobalOrchestrator
@@ -25,7 +25,7 @@ class Orchestrators:
     def __init__(
         self,
         store: Store,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock = WALL_CLOCK,
         config: OrchestratorConfig | None = None,
     ) -> None:
         config = config if config is not None else OrchestratorConfig()

@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, ClassVar, Generic, TypeVar
 
+from manager.clock import WALL_CLOCK, Clock
 from manager.orchestrator import metrics
-from manager.orchestrator.clock import SYSTEM_CLOCK, Clock
 from manager.orchestrator.config import OrchestratorConfig
 from manager.store import (
     Event,
@@ -124,7 +124,7 @@ class Reconciler(abc.ABC, Generic[K]):
     def __init__(
         self,
         store: Store,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock = WALL_CLOCK,
         config: OrchestratorConfig | None = None,
     ) -> None:
         self.store = store
@@ -198,7 +198,7 @@ class Reconciler(abc.ABC, Generic[K]):
     def _refused(self, key: K, error: StoreError) -> None:
         count = self._refusals.get(key, 0) + 1
         self._refusals[key] = count
-        delay = min(self.config.retry_delay_s * 2 ** (count - 1), self.config.max_retry_delay_s)
+        delay = self.config.retry_delay(count)
         metrics.REFUSED_WRITES.labels(self.name, type(error).__name__).inc()
         level = logging.INFO if count == 1 else logging.WARNING
         log.log(level, "%s: %r refused (%s); trying again in %.1f s", self.name, key, error, delay)

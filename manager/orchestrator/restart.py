@@ -5,8 +5,8 @@ for a global service) in the same transaction.
 
 - Condition: any (always), on-failure (not after a clean exit), none (never).
 - Delay (default 5 s): the successor is created with desired state READY, so the agent can
-  prepare it, and promoted to RUNNING once the delay has passed since its creation (see
-  `promotion`). Every READY task is promoted from what the store shows, so a new leader
+  prepare it, and set to desired RUNNING once the delay has passed since its creation (see
+  `delayed_start`). Every READY task is started from what the store shows, so a new leader
   picks the timers up where the old one left them.
 - max_attempts within window: restarts are counted per slot and spec version (a new spec
   starts afresh), from the store: a slot's tasks of one spec version are its first task
@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from manager.clock import WALL_CLOCK, Clock
 from manager.orchestrator import metrics
-from manager.orchestrator.clock import SYSTEM_CLOCK, Clock
 from manager.orchestrator.config import OrchestratorConfig
+from manager.orchestrator.delayed_start import start_when_due
 from manager.orchestrator.eligibility import is_global, is_live, is_replicated
 from manager.orchestrator.metrics import Tally
-from manager.orchestrator.promotion import promote
 from manager.orchestrator.reconciler import Reconciler, commit
 from manager.orchestrator.replacement import create_successor, current_spec_holds, set_desired
 from manager.orchestrator.restart_policy import RestartPolicy
@@ -41,11 +41,11 @@ class EndedWork:
 
 
 @dataclass(frozen=True)
-class PromoteWork:
+class StartWork:
     task_id: str
 
 
-Work = EndedWork | PromoteWork
+Work = EndedWork | StartWork
 
 
 @dataclass
@@ -71,13 +71,13 @@ class RestartSupervisor(Reconciler[Work]):
     kinds = (Kind.TASK, Kind.NODE, Kind.SERVICE)
 
     def __init__(
-        self, store: Store, clock: Clock = SYSTEM_CLOCK, config: OrchestratorConfig | None = None
+        self, store: Store, clock: Clock = WALL_CLOCK, config: OrchestratorConfig | None = None
     ) -> None:
         self._attempts: dict[SlotKey, Attempts] = {}
         super().__init__(store, clock, config)
 
     def reset(self) -> None:
-        # READY tasks awaiting promotion, by slot: a change in the slot may make them due.
+        # READY tasks waiting to start, by slot: a change in the slot may make them due.
         self._waiting: dict[SlotKey, set[str]] = {}
         self._waiting_slot: dict[str, SlotKey] = {}
 
@@ -95,14 +95,14 @@ class RestartSupervisor(Reconciler[Work]):
                 assert isinstance(event.new, objects_pb2.Task)
                 self._note(event.new)
             for task_id in self._waiting.get(slot_key(obj), ()):
-                self.agenda.add(PromoteWork(task_id))
+                self.agenda.add(StartWork(task_id))
         elif isinstance(obj, objects_pb2.Node):
             new = event.new
             if new is None or (
                 isinstance(new, objects_pb2.Node) and new.status.state == types_pb2.NodeStatus.DOWN
             ):
                 for task_id in self._waiting_slot:
-                    self.agenda.add(PromoteWork(task_id))
+                    self.agenda.add(StartWork(task_id))
         elif isinstance(obj, objects_pb2.Service) and event.action is EventAction.DELETE:
             for key in [k for k in self._attempts if k.service_id == obj.id]:
                 del self._attempts[key]
@@ -114,7 +114,7 @@ class RestartSupervisor(Reconciler[Work]):
             key = slot_key(task)
             self._waiting.setdefault(key, set()).add(task.id)
             self._waiting_slot[task.id] = key
-            self.agenda.add(PromoteWork(task.id))
+            self.agenda.add(StartWork(task.id))
         else:
             self._forget(task.id)
 
@@ -128,8 +128,8 @@ class RestartSupervisor(Reconciler[Work]):
 
     async def reconcile(self, key: Work) -> None:
         now = self.clock.now()
-        if isinstance(key, PromoteWork):
-            retry_at = await commit(self.store, lambda tx, _: self._promote(tx, key.task_id, now))
+        if isinstance(key, StartWork):
+            retry_at = await commit(self.store, lambda tx, _: self._start(tx, key.task_id, now))
             if retry_at is not None:
                 self.agenda.add(key, retry_at)
         else:
@@ -140,12 +140,12 @@ class RestartSupervisor(Reconciler[Work]):
 
     # -- transactions -----------------------------------------------------------------------
 
-    def _promote(self, tx: WriteTx, task_id: str, now: float) -> float | None:
+    def _start(self, tx: WriteTx, task_id: str, now: float) -> float | None:
         task = tx.get(objects_pb2.Task, task_id)
         if task is None:
             return None
         delay = RestartPolicy.of(task.spec, self.config.default_restart_delay_s).delay_s
-        return promote(tx, task_id, now, delay, self.config.stop_timeout_margin_s)
+        return start_when_due(tx, task_id, now, delay, self.config.stop_timeout_margin_s)
 
     def _ended(
         self, tx: WriteTx, tally: Tally, work: EndedWork, now: float

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from manager.orchestrator.clock import duration_seconds
+from manager.clock import duration_seconds
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
 
 Condition: TypeAlias = types_pb2.RestartPolicy.Condition.ValueType

@@ -4,9 +4,9 @@ The slots whose runnable tasks all differ from the service's spec (see `dirty`) 
 replaced in batches of `parallelism` (0: all at once):
 
 - stop-first: in one transaction the old tasks get desired SHUTDOWN and the new one is
-  created with desired READY (the agent pulls and prepares it meanwhile); it is promoted to
-  RUNNING once the old ones have stopped (or never report: see `promotion`). When nothing
-  old is running any more, the new task is created RUNNING at once.
+  created with desired READY (the agent pulls and prepares it meanwhile); it is set to
+  desired RUNNING once the old ones have stopped (or never report: see `delayed_start`).
+  When nothing old is running any more, the new task is created RUNNING at once.
 - start-first: the new task is created RUNNING next to the old ones, which are shut down
   once it runs.
 
@@ -37,13 +37,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeAlias
 
+from manager.clock import Clock, timestamp_of, timestamp_seconds
 from manager.orchestrator import metrics
-from manager.orchestrator.clock import Clock, timestamp_of, timestamp_seconds
 from manager.orchestrator.config import OrchestratorConfig
+from manager.orchestrator.delayed_start import start_when_due
 from manager.orchestrator.dirty import is_dirty
 from manager.orchestrator.eligibility import is_global, is_live, is_replicated
 from manager.orchestrator.metrics import Tally
-from manager.orchestrator.promotion import promote
 from manager.orchestrator.reconciler import commit, next_event
 from manager.orchestrator.replacement import create_successor, retire_superseded, set_desired
 from manager.orchestrator.slots import SlotKey, group_by_slot, runnable, slot_tasks
@@ -317,7 +317,7 @@ class RollingUpdate:
             await self._next(events, wake_at)
 
     def _check(self, tx: WriteTx, tally: Tally, batch: list[Tracked]) -> float | None:
-        """Settle what can be settled, promote stop-first tasks whose predecessors stopped;
+        """Settle what can be settled, start stop-first tasks whose predecessors stopped;
         returns when to look again at the latest."""
         service = self._current(tx)
         now = self.clock.now()
@@ -354,7 +354,7 @@ class RollingUpdate:
                 self._fail(tracked)
                 tracked.settled = True
                 continue
-            due = promote(tx, task.id, now, 0.0, self.config.stop_timeout_margin_s)
+            due = start_when_due(tx, task.id, now, 0.0, self.config.stop_timeout_margin_s)
             for time in (deadline, due):
                 if time is not None and (wake_at is None or time < wake_at):
                     wake_at = time

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from manager.orchestrator.clock import timestamp_of, timestamp_seconds
+from manager.clock import timestamp_of, timestamp_seconds
 from manager.store import new_id
 from shoal.v1 import objects_pb2, types_pb2
 

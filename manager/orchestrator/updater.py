@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from manager.orchestrator.clock import SYSTEM_CLOCK, Clock
+from manager.clock import WALL_CLOCK, Clock
 from manager.orchestrator.config import OrchestratorConfig
 from manager.orchestrator.eligibility import is_live
 from manager.orchestrator.reconciler import Reconciler
@@ -35,7 +35,7 @@ class Updater(Reconciler[str]):
     kinds = (Kind.SERVICE,)
 
     def __init__(
-        self, store: Store, clock: Clock = SYSTEM_CLOCK, config: OrchestratorConfig | None = None
+        self, store: Store, clock: Clock = WALL_CLOCK, config: OrchestratorConfig | None = None
     ) -> None:
         self._runs: dict[str, Run] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -98,7 +98,7 @@ class Updater(Reconciler[str]):
             # is, so a new run picks it up after a growing delay.
             count = self._failures.get(service_id, 0) + 1
             self._failures[service_id] = count
-            delay = min(self.config.retry_delay_s * 2 ** (count - 1), self.config.max_retry_delay_s)
+            delay = self.config.retry_delay(count)
             log.warning(
                 "update of service %r interrupted (%s); resuming in %.1f s",
                 service_id,

@@ -8,7 +8,7 @@ being leader the moment raft says so.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 
@@ -23,13 +23,7 @@ class LeadershipWatch:
 
     def __init__(self) -> None:
         self.current = Leadership(False, 0)
-        self._callbacks: list[Callable[[Leadership], None]] = []
         self._queues: list[asyncio.Queue[Leadership]] = []
-
-    def on_change(self, callback: Callable[[Leadership], None]) -> Callable[[], None]:
-        """Call `callback(Leadership)` on every change; returns the function that stops it."""
-        self._callbacks.append(callback)
-        return lambda: self._callbacks.remove(callback)
 
     async def changes(self) -> AsyncGenerator[Leadership, None]:
         """The current leadership, then every change."""
@@ -48,7 +42,5 @@ class LeadershipWatch:
         ):
             return
         self.current = value
-        for callback in list(self._callbacks):
-            callback(value)
         for queue in self._queues:
             queue.put_nowait(value)

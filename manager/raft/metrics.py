@@ -19,6 +19,11 @@ PROPOSAL_SECONDS = Histogram(
     "Time from proposing a store transaction until it is committed and applied",
     buckets=_LATENCY_BUCKETS,
 )
+READ_BARRIER_SECONDS = Histogram(
+    "shoal_raft_read_barrier_seconds",
+    "Time a linearizable read waits for its read point (a barrier entry applied here)",
+    buckets=_LATENCY_BUCKETS,
+)
 SNAPSHOT_SECONDS = Histogram(
     "shoal_raft_snapshot_seconds",
     "Time to write a raft snapshot to disk (encode, write, fsync)",

@@ -10,8 +10,8 @@ What is changed, without forking pysyncobj (pinned to 0.3.17, whose internals th
 - the raft port is encrypted and authenticated with the cluster key and bound to one address,
 - a follower acknowledges every snapshot chunk, or the leader would drop the connection
   after `connection_timeout` of silence and restart any transfer that takes longer,
-- new entries are sent to followers as soon as the leader appends them, not at the next
-  heartbeat.
+- new entries are sent to followers as soon as the leader appends them, and a new commit
+  index as soon as the leader has it, not at the next heartbeat.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         self.journal = DurableJournal(config.data_dir / JOURNAL_FILE)
         self._store = store
         self._on_leader_changed = on_leader_changed
+        # The commit index the followers were last sent (with entries or a heartbeat).
+        self._commit_index_sent = 0
         low, high = config.election_timeout
         conf = SyncObjConf(
             password=config.key,
@@ -189,14 +191,25 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
             )
 
     def _checkCommandsToApply(self) -> None:
+        # In each tick, after the leader has counted commits and applied them.
         appended = self.journal.appended
         super()._checkCommandsToApply()
-        if self.journal.appended != appended and self._isLeader():
+        if not self._isLeader():
+            return
+        if self.journal.appended != appended:
             # Ship new entries now: waiting for the next heartbeat costs every write up to
             # a heartbeat period. And tick again at once rather than wait out the tick
             # period before counting their commit (at once when this manager is alone).
             self._SyncObj__sendAppendEntries()
             self.wake()
+        elif self.raftCommitIndex > self._commit_index_sent:
+            # Tell the followers the new commit index now, or they apply it only at the
+            # next heartbeat: a follower's read barrier waits for that (raft.py).
+            self._SyncObj__sendAppendEntries()
+
+    def _SyncObj__sendAppendEntries(self) -> None:
+        self._commit_index_sent = self.raftCommitIndex
+        SyncObj._SyncObj__sendAppendEntries(self)
 
     # -- driven by the tick thread --------------------------------------------------------
 

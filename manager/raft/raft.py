@@ -1,5 +1,5 @@
-"""The asyncio face of one manager's raft node: the store's Proposer, leadership, barriers,
-membership and status.
+"""The asyncio face of one manager's raft node: the store's Proposer, leadership, read
+barriers, membership and status.
 
 The node runs in its own thread. Calls from the loop only queue work for it (a proposal,
 or a function run between ticks); its answers come back through `call_soon_threadsafe`, so
@@ -24,6 +24,7 @@ from manager.raft.config import RaftConfig, parse_address
 from manager.raft.errors import MembershipRefused, RaftError, RaftFailed
 from manager.raft.leadership import Leadership, LeadershipWatch
 from manager.raft.node import RaftNode
+from manager.raft.read_barrier import SharedRounds
 from manager.raft.ticker import TickThread
 from manager.store import ApplyResult, NotLeader, ProposalFailed, ProposalOutcomeUnknown, Store
 from manager.store.errors import StoreError
@@ -37,6 +38,10 @@ T = TypeVar("T")
 _BARRIER = store_pb2.StoreActions().SerializeToString()  # no proposer: never deduplicated
 _NOT_APPLIED = {FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.DISCARDED}
 _MAYBE_APPLIED = {FAIL_REASON.LEADER_CHANGED, FAIL_REASON.UNKNOWN_OUTCOME}
+# A read barrier proposed to a leader that then died is never answered: after this long it
+# is proposed again (commits take milliseconds; elections here well under a second).
+BARRIER_ATTEMPT_S = 1.0
+ELECTION_POLL_S = 0.05  # how often a read barrier looks for a new leader during an election
 
 
 def _settle(future: asyncio.Future[T], value: T) -> None:
@@ -74,7 +79,7 @@ class Raft:
         self._stopped: asyncio.Event | None = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._membership_lock = asyncio.Lock()
-        self._compaction_waiters: list[tuple[int, asyncio.Future[int]]] = []
+        self._read_rounds = SharedRounds(self._read_round)
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -86,7 +91,6 @@ class Raft:
         self._stopped = asyncio.Event()
         # Key derivation and reading the journal take a while: not on the loop.
         node = await asyncio.to_thread(RaftNode, self.config, self._store, self._leader_changed)
-        node.snapshots.on_written = self._snapshot_written
         self._node = node
         self._ticker = TickThread(
             node,
@@ -127,14 +131,45 @@ class Raft:
         return result.committed_index()
 
     async def read_barrier(self) -> int:
-        """Commit an empty entry: once it is applied, this manager's store holds every write
-        committed before the call (a linearizable read point). Leader only."""
-        node = self._running_node()
-        if not node._isLeader():
-            raise NotLeader(node.leader_address())
-        return (await self._submit(node, _BARRIER)).index
+        """A linearizable read point, on any member: once this returns, this manager's
+        store holds every write committed before the call (by this leader or any other);
+        returns the raft index of that point. Control serves its reads after one.
 
-    async def _submit(self, node: RaftNode, data: bytes) -> ApplyResult:
+        It commits an empty entry through the leader (a follower's pysyncobj hands it to
+        the leader) and returns once this member has applied it: the entry commits only
+        while its leader still has a majority, and it follows every earlier commit in the
+        log. Concurrent callers share entries (read_barrier.py)."""
+        self._running_node()
+        start = time.perf_counter()
+        index = await self._read_rounds.wait()
+        metrics.READ_BARRIER_SECONDS.observe(time.perf_counter() - start)
+        return index
+
+    async def _read_round(self) -> int:
+        """Commit an empty entry through whichever member leads. The entry changes nothing,
+        so one lost with a leader that died (or stuck behind an election) is proposed again
+        to the next one, until `proposal_timeout`: a read waits out a failover instead of
+        failing with it."""
+        node = self._running_node()
+        loop = self._running_loop()
+        deadline = loop.time() + self.config.proposal_timeout
+        while (remaining := deadline - loop.time()) > 0:
+            if node.leader_address() is None:
+                await asyncio.sleep(min(ELECTION_POLL_S, remaining))  # an election is on
+                continue
+            try:
+                return (await self._submit(node, _BARRIER, min(BARRIER_ATTEMPT_S, remaining))).index
+            except (ProposalOutcomeUnknown, NotLeader):
+                continue
+        raise ProposalFailed(
+            "no linearizable read point: no leader committed a barrier entry within "
+            f"{self.config.proposal_timeout} s; retry"
+        )
+
+    async def _submit(
+        self, node: RaftNode, data: bytes, timeout: float | None = None
+    ) -> ApplyResult:
+        timeout = self.config.proposal_timeout if timeout is None else timeout
         loop = self._running_loop()
         future: asyncio.Future[ApplyResult] = loop.create_future()
         self._pending.add(future)
@@ -145,11 +180,10 @@ class Raft:
         node.apply(data, callback=done)
         node.wake()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.config.proposal_timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             raise ProposalOutcomeUnknown(
-                f"not committed within {self.config.proposal_timeout} s; proposing the same "
-                "StoreActions again is safe"
+                f"not committed within {timeout} s; proposing the same StoreActions again is safe"
             ) from None
         finally:
             self._pending.discard(future)
@@ -298,7 +332,7 @@ class Raft:
         assert leader is not None
         return leader
 
-    # -- status and snapshots -------------------------------------------------------------
+    # -- status ---------------------------------------------------------------------------
 
     async def status(self) -> RaftStatus:
         def read(node: RaftNode) -> RaftStatus:
@@ -316,38 +350,6 @@ class Raft:
             )
 
         return await self._in_tick(read)
-
-    async def compact(self, timeout: float = 60.0) -> int:
-        """Write a snapshot covering everything applied so far and trim the journal;
-        returns the raft index the newest snapshot covers."""
-        loop = self._running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-
-        def request(node: RaftNode) -> None:
-            target = node.raftLastApplied
-            if node.snapshots.snapshot_index >= target:
-                loop.call_soon_threadsafe(_settle, future, node.snapshots.snapshot_index)
-                return
-            self._post(self._compaction_waiters.append, (target, future))
-            node.forceLogCompaction()
-
-        await self._in_tick(request)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise RaftError(f"no snapshot was written within {timeout} s") from None
-
-    def _snapshot_written(self, index: int) -> None:  # tick thread
-        self._post(self._wake_compaction_waiters, index)
-
-    def _wake_compaction_waiters(self, index: int) -> None:
-        waiting = []
-        for target, future in self._compaction_waiters:
-            if target <= index:
-                _settle(future, index)
-            else:
-                waiting.append((target, future))
-        self._compaction_waiters = waiting
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -386,10 +388,6 @@ class Raft:
         for future in list(self._pending):
             if not future.done():
                 future.set_exception(self._failure)
-        for _, future in self._compaction_waiters:
-            if not future.done():
-                future.set_exception(self._failure)
-        self._compaction_waiters = []
         self.leadership.set(Leadership(False, self.leadership.current.term))
         assert self._stopped is not None
         self._stopped.set()

@@ -141,7 +141,6 @@ class SnapshotFiles:
         # Set when a snapshot could not be loaded: pysyncobj only logs that, the node
         # must stop instead of running on without its data.
         self.fatal_error: BaseException | None = None
-        self.on_written: Callable[[int], None] = lambda index: None
 
     # -- writing (called from the tick thread) --------------------------------------------
 
@@ -184,7 +183,6 @@ class SnapshotFiles:
             log.error("raft snapshot %s could not be written: %s", self.path, self._writer_error)
             return SERIALIZER_STATE.FAILED, self._writing_id
         self.snapshot_index = self._writing_index
-        self.on_written(self._writing_index)
         return SERIALIZER_STATE.SUCCESS, self._writing_id
 
     # -- loading --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from manager.clock import now_timestamp
 from manager.store import metrics
 from manager.store.errors import (
     InvalidAction,
@@ -38,12 +39,6 @@ REDO_ATTEMPTS = 5  # update_redone: tries before a VersionConflict reaches the c
 _EVENT_ACTIONS = {Op.CREATE: EventAction.CREATE, Op.UPDATE: EventAction.UPDATE}
 
 
-def _now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
-
-
 @dataclass(frozen=True)
 class UpdateResult(Generic[T]):
     """What the transaction function returned, and the raft index it committed at (the
@@ -65,7 +60,7 @@ class Store:
         self,
         proposer: Proposer | None = None,
         indexes: Mapping[Kind, tuple[Index, ...]] = DEFAULT_INDEXES,
-        clock: Callable[[], Timestamp] = _now,
+        clock: Callable[[], Timestamp] = now_timestamp,
     ) -> None:
         self.proposer = proposer
         self._indexes = indexes

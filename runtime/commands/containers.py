@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
-from runtime.commands import units
-from runtime.commands.tables import print_table
+from common.tables import print_table
+from common.timeparse import age, format_rfc3339, parse_since
+from common.units import human_size, parse_cpus, parse_size
 from runtime.config import EngineConfig
 from runtime.container import logs as container_logs
 from runtime.container.cgroups import Limits
@@ -68,7 +69,7 @@ def _tmpfs(value: str) -> Mount:
         key, _, setting = option.partition("=")
         if key != "size":
             raise RuntimeEngineError(f"unsupported tmpfs option {option!r} (only size=)")
-        size = units.parse_size(setting)
+        size = parse_size(setting)
     return Mount("tmpfs", target, tmpfs_size=size)
 
 
@@ -147,8 +148,8 @@ def run(
         labels=labels,
         mounts=tuple(_volume(v) for v in volume) + tuple(_tmpfs(t) for t in tmpfs),
         limits=Limits(
-            memory_bytes=units.parse_size(memory) if memory else 0,
-            nano_cpus=units.parse_cpus(cpus) if cpus else 0,
+            memory_bytes=parse_size(memory) if memory else 0,
+            nano_cpus=parse_cpus(cpus) if cpus else 0,
             pids=pids_limit,
         ),
         network=network,
@@ -221,9 +222,9 @@ def ps(ctx: click.Context, show_all: bool, quiet: bool, fmt: str) -> None:
     for i in infos:
         state = i["State"]
         if state["Running"]:
-            status = f"Up {units.ago(state['StartedAt'])}"
+            status = f"Up {age(state['StartedAt'])}"
         elif state["Status"] == "exited":
-            status = f"Exited ({state['ExitCode']}) {units.ago(state['FinishedAt'])} ago"
+            status = f"Exited ({state['ExitCode']}) {age(state['FinishedAt'])} ago"
         else:
             status = "Created"
         command = " ".join(i["Config"]["Cmd"])
@@ -232,7 +233,7 @@ def ps(ctx: click.Context, show_all: bool, quiet: bool, fmt: str) -> None:
                 i["Id"][:12],
                 i["Config"]["Image"],
                 f'"{command[:30]}"',
-                f"{units.ago(i['Created'])} ago",
+                f"{age(i['Created'])} ago",
                 status,
                 ", ".join(i["HostConfig"]["PortBindings"]),
                 i["Name"],
@@ -259,7 +260,7 @@ def logs(
     records = container_logs.read(
         d.log_file,
         tail=None if tail == "all" else int(tail),
-        since=container_logs.parse_since(since) if since else None,
+        since=format_rfc3339(parse_since(since)) if since else None,
         follow=follow,
         still_running=engine.watch(d.id),
     )
@@ -395,8 +396,8 @@ def stats(ctx: click.Context, no_stream: bool, containers: tuple[str, ...]) -> N
                     info["Id"][:12],
                     info["Name"],
                     f"{cpu:.2f}%",
-                    f"{units.human_size(usage['memory_bytes'])} / "
-                    f"{units.human_size(limit) if limit else 'unlimited'}",
+                    f"{human_size(usage['memory_bytes'])} / "
+                    f"{human_size(limit) if limit else 'unlimited'}",
                     str(usage["pids"]),
                 ]
             )

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
-from runtime.commands import units
-from runtime.commands.tables import print_table
+from common.errors import InvalidValue
+from common.image_reference import Reference, parse
+from common.tables import print_table
+from common.timeparse import age
+from common.units import human_size
 from runtime.config import EngineConfig
 from runtime.image.errors import ImageError, ImageNotFound
 from runtime.image.image import Image
 from runtime.image.progress import ProgressEvent
-from runtime.image.reference import Reference, parse
 from runtime.image.store import ImageStore
 
 if TYPE_CHECKING:
@@ -57,13 +59,14 @@ def _fail(message: str) -> None:
 
 
 def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """An ImageError (or an OSError on the state dir) ends as one line and exit status 1."""
+    """An ImageError or InvalidValue (or an OSError on the state dir) ends as one line and
+    exit status 1."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except ImageError as exc:
+        except (ImageError, InvalidValue) as exc:
             _fail(str(exc))
         except OSError as exc:
             _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
@@ -229,8 +232,8 @@ def images(
                     r["Repository"],
                     r["Tag"],
                     r["ID"] if no_trunc else r["ID"][7:19],
-                    f"{units.ago(r['CreatedAt'])} ago" if r["CreatedAt"] else "",
-                    units.human_size(r["Size"]),
+                    f"{age(r['CreatedAt'])} ago" if r["CreatedAt"] else "",
+                    human_size(r["Size"]),
                 ]
                 for r in rows
             ],
@@ -259,7 +262,7 @@ def rmi(config: EngineConfig, force: bool, names: tuple[str, ...]) -> None:
         try:
             for event in store.remove(name, force=force):
                 click.echo(event)
-        except ImageError as exc:
+        except (ImageError, InvalidValue) as exc:
             _fail(str(exc))
             failed = True
     if failed:
@@ -294,9 +297,9 @@ def history(config: EngineConfig, no_trunc: bool, quiet: bool, fmt: str, image: 
             [
                 [
                     r["id"] if no_trunc or r["id"] == "<missing>" else r["id"][7:19],
-                    f"{units.ago(r['created'])} ago" if r["created"] else "",
+                    f"{age(r['created'])} ago" if r["created"] else "",
                     cut(r["created_by"], 45),
-                    units.human_size(r["size"]),
+                    human_size(r["size"]),
                     r["comment"],
                 ]
                 for r in rows

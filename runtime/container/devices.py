@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
 from typing import NamedTuple
+
+from common import libc
 
 WILDCARD = -1
 BLOCK, CHAR = "b", "c"
@@ -126,7 +127,6 @@ def bpf_program(rules: tuple[Rule, ...] = ALLOWED) -> bytes:
     return b"".join([*prologue, *body, _insn(MOV64_K, R0, imm=0), _insn(EXIT)])
 
 
-SYS_BPF = {"x86_64": 321, "aarch64": 280}[platform.machine()]
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
@@ -134,17 +134,6 @@ BPF_CGROUP_DEVICE = 6  # attach type
 BPF_F_ALLOW_MULTI = 2  # other programs (systemd's) on the way up keep applying too
 ATTR_SIZE = 128
 LOG_SIZE = 1 << 16
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def _bpf(command: int, attr: ctypes.Array[ctypes.c_char]) -> int:
-    result = int(_libc.syscall(SYS_BPF, command, attr, ATTR_SIZE))
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"bpf({command}): {os.strerror(err)}")
-    return result
 
 
 def _load(program: bytes) -> int:
@@ -165,7 +154,7 @@ def _load(program: bytes) -> int:
         ctypes.addressof(log),
     )
     try:
-        return _bpf(BPF_PROG_LOAD, attr)
+        return libc.bpf(BPF_PROG_LOAD, attr)
     except OSError as exc:
         said = log.value.decode(errors="replace").strip()
         raise OSError(exc.errno, f"{exc.strerror}: {said}" if said else exc.strerror) from None
@@ -182,7 +171,7 @@ def attach_v2_filter(cgroup_dir: str, rules: tuple[Rule, ...] = ALLOWED) -> None
             struct.pack_into(
                 "<IIII", attr, 0, dir_fd, prog_fd, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI
             )
-            _bpf(BPF_PROG_ATTACH, attr)
+            libc.bpf(BPF_PROG_ATTACH, attr)
         finally:
             os.close(dir_fd)
     finally:

@@ -21,12 +21,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from common import libc
 from runtime import metrics
 from runtime.config import EngineConfig
 from runtime.container import init, names, security, shim
-from runtime.container import syscalls as sc
 from runtime.container.cgroups import ContainerCgroup, Limits
-from runtime.container.spec import ContainerSpec, ProcessPlan, resolve_process
+from runtime.container.spec import (
+    ContainerSpec,
+    OverlayAttachment,
+    ProcessPlan,
+    resolve_process,
+)
 from runtime.container.store import (
     ContainerDir,
     ContainerStore,
@@ -58,13 +63,24 @@ class Image(Protocol):
 
 
 class Network(Protocol):
-    """What the engine needs of a network driver (runtime.network's bridge satisfies it)."""
+    """What the engine needs of its networks (runtime.engine_factory's satisfies it): the
+    node's bridge, and the overlay networks a container's spec names."""
 
     def attach(
-        self, container_id: str, netns_path: str, ports: Sequence[str]
+        self, container_id: str, netns_path: str, ports: Sequence[str], ifname: str
     ) -> dict[str, Any]: ...
 
     def detach(self, container_id: str) -> None: ...
+
+    def attach_overlay(
+        self, container_id: str, netns_path: str, overlay: OverlayAttachment, ifname: str
+    ) -> dict[str, Any]: ...
+
+    def detach_overlay(self, container_id: str, overlay: OverlayAttachment) -> None: ...
+
+    def set_overlay_peers(
+        self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]
+    ) -> None: ...
 
     def prepare(self) -> None:
         """Get ready to attach (load code, ...): called while the container's processes
@@ -120,7 +136,7 @@ class Engine:
         self.store = ContainerStore(config.containers_dir)
         self._network = network
         self.cleanup_on_exit = cleanup_on_exit
-        self._seccomp: tuple[sc.SockFprog, Any] | None = None
+        self._seccomp: tuple[libc.SockFprog, Any] | None = None
         self._last_cap = security.last_cap()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -177,10 +193,10 @@ class Engine:
         lines.append(f"{ip or '127.0.1.1'}\t{hostname}")
         return "\n".join(lines) + "\n"
 
-    def _seccomp_prog(self) -> sc.SockFprog:
+    def _seccomp_prog(self) -> libc.SockFprog:
         if self._seccomp is None:
             bpf = security.default_profile_bpf(self.config.root / "cache")
-            self._seccomp = sc.make_fprog(bpf)
+            self._seccomp = libc.make_fprog(bpf)
         return self._seccomp[0]
 
     def _plan(
@@ -256,13 +272,23 @@ class Engine:
                 nonlocal attached
                 if attach:
                     attached = shim.attach_connect(str(d.path))
-                if spec.network != "bridge":
+                if spec.network != "bridge" and not spec.overlays:
                     return
                 if self._network is None:
-                    raise ContainerError("the bridge network is not available in this engine")
-                state.network = self._network.attach(d.id, f"/proc/{pid}/ns/net", spec.ports)
-                d.save_state(state)  # on record before anything else can fail
-                (d.path / "hosts").write_text(self._hosts(conf["hostname"], state.network["ip"]))
+                    raise ContainerError("networks are not available in this engine")
+                netns = f"/proc/{pid}/ns/net"
+                for index, overlay in enumerate(spec.overlays):
+                    state.overlays[overlay.network_id] = self._network.attach_overlay(
+                        d.id, netns, overlay, f"eth{index}"
+                    )
+                    d.save_state(state)
+                own_ip = spec.overlays[0].address if spec.overlays else ""
+                if spec.network == "bridge":
+                    ifname = f"eth{len(spec.overlays)}"
+                    state.network = self._network.attach(d.id, netns, spec.ports, ifname)
+                    d.save_state(state)  # on record before anything else can fail
+                    own_ip = own_ip or state.network["ip"]
+                (d.path / "hosts").write_text(self._hosts(conf["hostname"], own_ip))
 
             settings = shim.ShimSettings(
                 log_path=str(d.log_file),
@@ -274,7 +300,8 @@ class Engine:
                 attach_dir=str(d.path) if spec.tty else "",
                 attended_path=str(attended_file),
             )
-            network = self._network if spec.network == "bridge" else None
+            wired = spec.network == "bridge" or spec.overlays
+            network = self._network if wired else None
             try:
                 launched = shim.launch(
                     plan,
@@ -492,11 +519,19 @@ class Engine:
                 self.remove(d.id)
 
     def _cleanup(self, d: ContainerDir, conf: dict[str, Any]) -> None:
-        if self._network is not None and d.state().network:
-            self._network.detach(d.id)
+        if self._network is not None:
             state = d.state()
-            state.network = {}
-            d.save_state(state)
+            if state.network:
+                self._network.detach(d.id)
+                state.network = {}
+                d.save_state(state)
+            # Every overlay of the spec, recorded or not: a start may have failed while
+            # attaching one (detaching what is not attached does nothing).
+            for overlay in ContainerSpec.from_json(conf["spec"]).overlays:
+                self._network.detach_overlay(d.id, overlay)
+            if state.overlays:
+                state.overlays = {}
+                d.save_state(state)
         ContainerCgroup.from_json(conf["cgroup"]).remove()
 
     # -- queries -------------------------------------------------------------------------
@@ -552,7 +587,7 @@ class Engine:
                 "CgroupPaths": conf["cgroup"],
             },
             "Mounts": spec["mounts"],
-            "NetworkSettings": state.network,
+            "NetworkSettings": {**state.network, "Overlays": state.overlays},
             "LogPath": str(d.log_file),
             "GraphDriver": {"UpperDir": str(d.path / "upper"), "LowerDir": conf["lower_dirs"]},
         }
@@ -571,6 +606,15 @@ class Engine:
     def usage(self, name_or_id: str) -> dict[str, Any]:
         d = self.store.find(name_or_id)
         return ContainerCgroup.from_json(d.config()["cgroup"]).usage()._asdict()
+
+    def set_overlay_peers(
+        self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]
+    ) -> None:
+        """Where the other endpoints of an overlay network run: (address, node address)
+        pairs, as a whole (see runtime.network.overlay)."""
+        if self._network is None:
+            raise ContainerError("networks are not available in this engine")
+        self._network.set_overlay_peers(overlay, peers)
 
     def limits(self, name_or_id: str) -> Limits:
         return ContainerSpec.from_json(self.store.find(name_or_id).config()["spec"]).limits

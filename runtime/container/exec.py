@@ -18,17 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from common import libc
 from runtime.container import init
-from runtime.container import syscalls as sc
 from runtime.errors import ContainerError
 
 NAMESPACES = (  # order matters: mnt last (it changes how paths resolve)
-    ("ipc", sc.CLONE_NEWIPC),
-    ("uts", sc.CLONE_NEWUTS),
-    ("net", sc.CLONE_NEWNET),
-    ("pid", sc.CLONE_NEWPID),
-    ("cgroup", sc.CLONE_NEWCGROUP),
-    ("mnt", sc.CLONE_NEWNS),
+    ("ipc", libc.CLONE_NEWIPC),
+    ("uts", libc.CLONE_NEWUTS),
+    ("net", libc.CLONE_NEWNET),
+    ("pid", libc.CLONE_NEWPID),
+    ("cgroup", libc.CLONE_NEWCGROUP),
+    ("mnt", libc.CLONE_NEWNS),
 )
 
 
@@ -47,7 +47,7 @@ def _child(
     plan: ExecPlan,
     stdio: tuple[int, int, int],
     error_w: int,
-    seccomp: sc.SockFprog | None,
+    seccomp: libc.SockFprog | None,
     terminal: socket.socket | None,
 ) -> NoReturn:
     stage = "join cgroup"
@@ -61,7 +61,7 @@ def _child(
             (os.open(f"/proc/{plan.pid}/ns/{name}", os.O_RDONLY), kind) for name, kind in NAMESPACES
         ]
         for fd, kind in fds:
-            sc.setns(fd, kind)
+            libc.setns(fd, kind)
             os.close(fd)
         if terminal is not None:
             stage = "terminal"
@@ -102,7 +102,7 @@ def _child(
 
 
 def start(
-    plan: ExecPlan, stdio: Sequence[int], seccomp: sc.SockFprog | None, tty: bool = False
+    plan: ExecPlan, stdio: Sequence[int], seccomp: libc.SockFprog | None, tty: bool = False
 ) -> tuple[int, int | None]:
     """Start the process; return the pid to wait for (its exit status is the command's) and,
     with `tty`, the master side of the terminal it was given (`stdio` is then unused)."""

@@ -17,8 +17,8 @@ import struct
 import termios
 from typing import NamedTuple, NoReturn
 
+from common import libc
 from runtime.container import devices
-from runtime.container import syscalls as sc
 from runtime.container.security import DEFAULT_CAP_MASK
 
 MASKED_FILES = (
@@ -98,7 +98,7 @@ class _Root:
         flags = os.O_PATH | (os.O_DIRECTORY if directory else 0)
         for _ in range(MAX_SYMLINKS):
             try:
-                return sc.open_in_root(self.fd, path, flags)
+                return libc.open_in_root(self.fd, path, flags)
             except FileNotFoundError:
                 if not create:
                     raise
@@ -114,7 +114,7 @@ class _Root:
             for depth, name in enumerate(parts, 1):
                 sub = "/".join(parts[:depth])
                 try:
-                    found = sc.open_in_root(self.fd, sub, os.O_PATH)
+                    found = libc.open_in_root(self.fd, sub, os.O_PATH)
                 except FileNotFoundError:
                     try:
                         target = os.readlink(name, dir_fd=parent)
@@ -127,7 +127,7 @@ class _Root:
                         os.close(os.open(name, _NEW_FILE, 0o644, dir_fd=parent))
                     else:
                         os.mkdir(name, 0o755, dir_fd=parent)
-                    found = sc.open_in_root(self.fd, sub, os.O_PATH)
+                    found = libc.open_in_root(self.fd, sub, os.O_PATH)
                 os.close(parent)
                 parent = found
         finally:
@@ -145,7 +145,7 @@ class _Root:
     ) -> None:
         fd = self.open(target, directory)
         try:
-            sc.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+            libc.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
         except OSError as exc:
             message = f"mount {fstype or 'bind'} on {target}: {exc.strerror}"
             raise OSError(exc.errno, message) from None
@@ -156,7 +156,7 @@ class _Root:
         """Set mount attributes (read-only, ...) on the mount at `target` and all below it."""
         fd = self.open(target, directory=False, create=False)
         try:
-            sc.set_mount_attrs(fd, attrs)
+            libc.set_mount_attrs(fd, attrs)
         finally:
             os.close(fd)
 
@@ -171,18 +171,20 @@ class _Root:
 MAX_SYMLINKS = 40  # as the kernel's own limit
 _NEW_FILE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 PROC_ATTRS = (
-    sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
+    libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | libc.MOUNT_ATTR_NOEXEC
 )
 
 
 def _mount_rootfs(plan: InitPlan) -> None:
-    sc.mount("", "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    libc.mount("", "/", None, libc.MS_REC | libc.MS_PRIVATE)
     # nodev: a device node in the image or the container's own files opens nothing.
-    sc.mount("overlay", plan.rootfs, "overlay", sc.MS_NODEV, plan.overlay_options)
+    libc.mount("overlay", plan.rootfs, "overlay", libc.MS_NODEV, plan.overlay_options)
     root = _Root(plan.rootfs)
-    nosuid_noexec = sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_NODEV
+    nosuid_noexec = libc.MS_NOSUID | libc.MS_NOEXEC | libc.MS_NODEV
     root.mount("proc", "/proc", "proc", nosuid_noexec)
-    root.mount("tmpfs", "/dev", "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
+    root.mount(
+        "tmpfs", "/dev", "tmpfs", libc.MS_NOSUID | libc.MS_STRICTATIME, "mode=755,size=65536k"
+    )
     dev = root.open("/dev", directory=True)  # the tmpfs just made: nothing of the image's
     try:
         for node in devices.NODES:
@@ -204,42 +206,42 @@ def _mount_rootfs(plan: InitPlan) -> None:
         "devpts",
         "/dev/pts",
         "devpts",
-        sc.MS_NOSUID | sc.MS_NOEXEC,
+        libc.MS_NOSUID | libc.MS_NOEXEC,
         "newinstance,ptmxmode=0666,mode=0620,gid=5",
     )
     root.mount("shm", "/dev/shm", "tmpfs", nosuid_noexec, "mode=1777,size=65536k")
     root.mount("mqueue", "/dev/mqueue", "mqueue", nosuid_noexec)
     if plan.tty:
-        root.mount(os.ttyname(0), "/dev/console", None, sc.MS_BIND, directory=False)
-    root.mount("sysfs", "/sys", "sysfs", nosuid_noexec | sc.MS_RDONLY)
+        root.mount(os.ttyname(0), "/dev/console", None, libc.MS_BIND, directory=False)
+    root.mount("sysfs", "/sys", "sysfs", nosuid_noexec | libc.MS_RDONLY)
     for bind in plan.binds:
         if bind.source == "tmpfs":
             options = f"mode=1777,size={bind.tmpfs_size}" if bind.tmpfs_size else "mode=1777"
-            root.mount("tmpfs", bind.target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, options)
+            root.mount("tmpfs", bind.target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, options)
             continue
         is_dir = os.path.isdir(bind.source)  # the host's path, given by the user
-        root.mount(bind.source, bind.target, None, sc.MS_BIND | sc.MS_REC, directory=is_dir)
+        root.mount(bind.source, bind.target, None, libc.MS_BIND | libc.MS_REC, directory=is_dir)
         if bind.readonly:
-            root.protect(bind.target, sc.MOUNT_ATTR_RDONLY)
+            root.protect(bind.target, libc.MOUNT_ATTR_RDONLY)
     for path in MASKED_FILES:
         if root.exists(path):
-            root.mount("/dev/null", path, None, sc.MS_BIND, directory=False)
+            root.mount("/dev/null", path, None, libc.MS_BIND, directory=False)
     for path in MASKED_DIRS:
         if root.exists(path, directory=True):
-            root.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
+            root.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY)
     for path in READONLY_PATHS:
         if root.exists(path):
             fd = root.open(path, directory=False, create=False)
             try:
                 here = f"/proc/self/fd/{fd}"
-                sc.mount(here, here, None, sc.MS_BIND | sc.MS_REC)
+                libc.mount(here, here, None, libc.MS_BIND | libc.MS_REC)
             finally:
                 os.close(fd)
             root.protect(path, PROC_ATTRS)
     os.fchdir(root.fd)
     os.close(root.fd)
-    sc.pivot_root(".", ".")
-    sc.umount(".", sc.MNT_DETACH)
+    libc.pivot_root(".", ".")
+    libc.umount(".", libc.MNT_DETACH)
     os.chdir("/")
 
 
@@ -277,15 +279,15 @@ def _lookup_user(user: str) -> tuple[int, int, list[int]]:
     return uid, gid, extra
 
 
-def drop_privileges(user: str, last_cap: int, seccomp: sc.SockFprog | None) -> None:
+def drop_privileges(user: str, last_cap: int, seccomp: libc.SockFprog | None) -> None:
     """Docker's default capabilities, the user's ids, no_new_privs, then seccomp (last).
     The inheritable set stays empty (CVE-2022-24769): a program with file capabilities
     gains none through it."""
     for cap in range(last_cap + 1):
         if not DEFAULT_CAP_MASK & (1 << cap):
-            sc.prctl(sc.PR_CAPBSET_DROP, cap)
-    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
-    sc.capset(DEFAULT_CAP_MASK, DEFAULT_CAP_MASK, 0)
+            libc.prctl(libc.PR_CAPBSET_DROP, cap)
+    libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
+    libc.capset(DEFAULT_CAP_MASK, DEFAULT_CAP_MASK, 0)
     if user:
         uid, gid, extra = _lookup_user(user)
         os.setgroups(extra)
@@ -293,12 +295,12 @@ def drop_privileges(user: str, last_cap: int, seccomp: sc.SockFprog | None) -> N
         os.setuid(uid)  # a non-root uid loses every capability here
     else:
         os.setgroups([])
-    sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
     if seccomp is not None:
-        sc.load_seccomp(seccomp)
+        libc.load_seccomp(seccomp)
 
 
-def run(plan: InitPlan, fds: InitFds, seccomp: sc.SockFprog | None) -> NoReturn:
+def run(plan: InitPlan, fds: InitFds, seccomp: libc.SockFprog | None) -> NoReturn:
     """Become the container's process; never returns."""
     stage = "setup"
     try:
@@ -308,8 +310,8 @@ def run(plan: InitPlan, fds: InitFds, seccomp: sc.SockFprog | None) -> NoReturn:
             os.write(fd, b"0")
             os.close(fd)
         stage = "create namespaces"
-        flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWCGROUP
-        sc.unshare(flags | (sc.CLONE_NEWNET if plan.new_netns else 0))
+        flags = libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC | libc.CLONE_NEWCGROUP
+        libc.unshare(flags | (libc.CLONE_NEWNET if plan.new_netns else 0))
         os.write(fds.ready_w, b"1")
         os.close(fds.ready_w)
         if plan.new_netns:
@@ -323,7 +325,7 @@ def run(plan: InitPlan, fds: InitFds, seccomp: sc.SockFprog | None) -> NoReturn:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         stage = "rootfs"
         _mount_rootfs(plan)
-        sc.sethostname(plan.hostname)
+        libc.sethostname(plan.hostname)
         stage = "network"
         if os.read(fds.go_r, 1) != b"1":
             raise OSError("the engine gave up on this container before it started")

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
-
-from runtime.errors import ContainerError
 
 FOLLOW_POLL_SECONDS = 0.05
 
@@ -18,26 +15,6 @@ class LogRecord(NamedTuple):
     time: str  # RFC 3339 with nanoseconds, UTC
     stream: str  # stdout | stderr
     data: str
-
-
-def parse_since(value: str, now: datetime | None = None) -> str:
-    """`--since` as Docker takes it: a relative duration (10s, 5m, 2h) or an RFC 3339 time;
-    returns an RFC 3339 UTC string comparable with log timestamps."""
-    now = now or datetime.now(UTC)
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if value and value[-1] in units and value[:-1].replace(".", "", 1).isdigit():
-        moment = now - timedelta(seconds=float(value[:-1]) * units[value[-1]])
-    else:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ContainerError(
-                f"invalid --since {value!r}: use a duration like 10m or a time like "
-                "2024-01-02T15:04:05Z"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
 def _parse(line: str) -> LogRecord | None:

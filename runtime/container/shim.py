@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
+from common import libc
 from runtime.container import init, shim_loop
-from runtime.container import syscalls as sc
 from runtime.errors import ContainerError
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def _run_shim(
     fds: init.InitFds,
     streams: dict[int, str],
     pid_w: int,
-    seccomp: sc.SockFprog | None,
+    seccomp: libc.SockFprog | None,
     settings: ShimSettings,
     engine_ends: tuple[int, ...],
     attach_fd: int | None,
@@ -146,16 +146,16 @@ def _run_shim(
     if attach_fd is not None:
         keep.add(attach_fd)
     _close_all_but(keep)
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    sc.unshare(sc.CLONE_NEWPID)
+    libc.unshare(libc.CLONE_NEWPID)
     pid = os.fork()
     if pid == 0:
         _close(own_pid_ns, pid_w, *streams, *([attach_fd] if attach_fd is not None else []))
         init.run(plan, fds, seccomp)
     # Back to our own pid namespace for any later child (the exit command): forking into
     # the container's namespace fails with ENOMEM once its init has exited.
-    sc.setns(own_pid_ns, sc.CLONE_NEWPID)
+    libc.setns(own_pid_ns, libc.CLONE_NEWPID)
     os.close(own_pid_ns)
     _close(fds.stdin, fds.stdout, fds.stderr, fds.ready_w, fds.go_r, fds.error_w)
     os.write(pid_w, str(pid).encode())
@@ -186,7 +186,7 @@ def _end(pid: int) -> None:
 
 def launch(
     plan: init.InitPlan,
-    seccomp: sc.SockFprog | None,
+    seccomp: libc.SockFprog | None,
     settings: ShimSettings,
     before_exec: Callable[[int], None],
     meanwhile: Callable[[], None] | None = None,

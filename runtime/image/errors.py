@@ -13,10 +13,6 @@ class ImageError(RuntimeEngineError):
     """Base of every error the image subsystem raises on purpose."""
 
 
-class InvalidReference(ImageError):
-    """An image reference that does not parse."""
-
-
 class ImageNotFound(ImageError):
     """No local image matches a reference or id."""
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from common.image_reference import Reference
 from runtime import metrics
 from runtime.image import digests, mediatypes
 from runtime.image.content_store import ContentStore
@@ -27,7 +28,6 @@ from runtime.image.manifests import (
 )
 from runtime.image.progress import Progress, ProgressEvent, short
 from runtime.image.records import ImageRecord, LayerRecord
-from runtime.image.reference import Reference
 from runtime.image.registry_client import FetchedManifest, RegistryClient
 
 DOWNLOAD_ATTEMPTS = 3  # an interrupted download is resumed this many times in all

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import concurrent.futures
 
+from common.image_reference import Reference, parse
 from runtime.image import mediatypes
 from runtime.image.content_store import ContentStore
 from runtime.image.errors import ImageError
 from runtime.image.manifests import Descriptor
 from runtime.image.progress import Progress, ProgressEvent, short
 from runtime.image.records import ImageRecord
-from runtime.image.reference import Reference, parse
 from runtime.image.registry_client import RegistryClient
 
 

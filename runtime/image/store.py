@@ -17,18 +17,18 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.image_reference import InvalidReference, Reference, parse
 from runtime import metrics
 from runtime.config import EngineConfig
 from runtime.image import digests, mediatypes
 from runtime.image.content_store import ContentStore
-from runtime.image.errors import ImageError, ImageInUse, ImageNotFound, InvalidReference
+from runtime.image.errors import ImageError, ImageInUse, ImageNotFound
 from runtime.image.files import flocked
 from runtime.image.image import Image, Layer
 from runtime.image.layer_store import LayerStore
 from runtime.image.manifests import Descriptor, load_json
 from runtime.image.progress import Progress, quiet
 from runtime.image.records import ImageRecord, LayerRecord, Metadata
-from runtime.image.reference import Reference, parse
 
 if TYPE_CHECKING:  # the registry side (urllib3 and more) loads only when a registry is used
     from runtime.image.registry_auth import Credentials

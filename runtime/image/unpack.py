@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from runtime.container.syscalls import open_beneath
+from common.libc import open_beneath
 from runtime.image.errors import LayerError, UnsafeLayerEntry
 
 WHITEOUT_PREFIX = ".wh."

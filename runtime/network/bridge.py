@@ -9,17 +9,16 @@ saves its record before the resources it names (see `state`), so a crash leaves 
 from __future__ import annotations
 
 import contextlib
-import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Interface
 
+from common.namespaces import same_netns
 from runtime.config import EngineConfig
 from runtime.network import conntrack, links, lock, nat_rules, nft, sysctl
 from runtime.network.attachment import Attachment, check_container_id
 from runtime.network.errors import NetworkError, PortConflictError
 from runtime.network.ipam import gateway_of, mac_for, parse_subnet
-from runtime.network.netns import open_netns, same_netns
 from runtime.network.ports import PortMapping, check_no_conflicts
 from runtime.network.rtnl import RtnlSocket
 from runtime.network.state import NetworkState
@@ -99,24 +98,26 @@ class BridgeNetwork:
     # -- containers ----------------------------------------------------------------------
 
     def attach(
-        self, container_id: str, netns_path: str, ports: Sequence[PortMapping] = ()
+        self,
+        container_id: str,
+        netns_path: str,
+        ports: Sequence[PortMapping] = (),
+        ifname: str = links.CONTAINER_IFNAME,
     ) -> Attachment:
         """Connect the container whose network namespace is at `netns_path` to the bridge:
-        eth0 with a pool address, a default route via the gateway, `ports` published."""
+        `ifname` (eth0 unless the container has overlay interfaces before it) with a pool
+        address, a default route via the gateway, `ports` published."""
         check_container_id(container_id)
         wanted = tuple(ports)
         for port in wanted:
             if not isinstance(port, PortMapping):
                 raise NetworkError(f"not a port mapping: {port!r}")
         check_no_conflicts(wanted)
-        fd = open_netns(netns_path)
-        try:
+        with links.container_netns(netns_path) as fd:
             if same_netns(fd):
                 raise NetworkError(f"{netns_path} is the engine's own network namespace")
             with self._locked() as (sock, state):
-                return self._attach(sock, state, container_id, fd, wanted)
-        finally:
-            os.close(fd)
+                return self._attach(sock, state, container_id, fd, wanted, ifname)
 
     def _attach(
         self,
@@ -125,6 +126,7 @@ class BridgeNetwork:
         container_id: str,
         fd: int,
         ports: tuple[PortMapping, ...],
+        ifname: str,
     ) -> Attachment:
         if state.get(container_id) is not None:
             raise NetworkError(f"container {container_id} is already attached")
@@ -143,9 +145,9 @@ class BridgeNetwork:
         try:
             # A restarted container: its last namespace may not be torn down quite yet.
             links.delete_link(sock, attachment.host_veth)
-            links.create_veth(sock, attachment.host_veth, bridge, fd, attachment.mac)
+            links.create_veth(sock, attachment.host_veth, bridge, fd, attachment.mac, ifname=ifname)
             address = IPv4Interface(f"{ip}/{self.network.prefixlen}")
-            links.configure_container(fd, address, self.gateway.ip)
+            links.configure_container(fd, address, self.gateway.ip, ifname=ifname)
             if ports:
                 self._publish(container_id, ip, ports)
         except BaseException:

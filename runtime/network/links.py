@@ -2,7 +2,7 @@
 (eth0 address, loopback, default route), over `rtnl.RtnlSocket`.
 
 A socket belongs to the network namespace of the thread that created it: the caller's for
-the host side, a short-lived thread inside the container's namespace (netns.call_in_netns)
+the host side, a short-lived thread inside the container's namespace (call_in_netns)
 for the container side.
 """
 
@@ -29,8 +29,8 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from common.namespaces import call_in_netns, open_netns
 from runtime.network.errors import NetworkError
-from runtime.network.netns import call_in_netns, open_netns
 from runtime.network.rtnl import CREATE, Request, RtnlSocket
 
 CONTAINER_IFNAME = "eth0"
@@ -38,6 +38,20 @@ LOOPBACK_INDEX = 1  # the kernel gives lo index 1 in every network namespace
 MAIN_TABLE = 254
 RTPROT_STATIC = 4
 RTN_UNICAST = 1
+
+
+@contextlib.contextmanager
+def container_netns(path: str) -> Iterator[int]:
+    """An fd on the network namespace at `path`, closed after the body; NetworkError when
+    there is none."""
+    try:
+        fd = open_netns(path)
+    except OSError as exc:
+        raise NetworkError(f"cannot open network namespace {path}: {exc.strerror}") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -68,6 +82,7 @@ class LinkState:
     up: bool
     mac: str
     kind: str | None
+    mtu: int
 
 
 def link_state(sock: RtnlSocket, name: str) -> LinkState | None:
@@ -83,6 +98,7 @@ def link_state(sock: RtnlSocket, name: str) -> LinkState | None:
         up=bool(msg["flags"] & IFF_UP),
         mac=str(msg.get_attr("IFLA_ADDRESS")),
         kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+        mtu=int(msg.get_attr("IFLA_MTU") or 0),
     )
 
 
@@ -147,70 +163,93 @@ def delete_link(sock: RtnlSocket, name: str) -> bool:
     return True
 
 
-def create_veth(sock: RtnlSocket, host_name: str, bridge: int, netns_fd: int, mac: str) -> None:
+def create_veth(
+    sock: RtnlSocket,
+    host_name: str,
+    bridge: int,
+    netns_fd: int,
+    mac: str,
+    *,
+    ifname: str = CONTAINER_IFNAME,
+    mtu: int = 0,
+) -> None:
     """A veth pair in one request: `host_name` up on the bridge, and its peer made directly
-    inside the namespace at `netns_fd` as eth0 with `mac` (no move or rename needed; it
-    cannot be brought up in the same request: the kernel refuses with ENOTCONN)."""
-    peer = {
-        "attrs": [
-            ("IFLA_IFNAME", CONTAINER_IFNAME),
-            ("IFLA_NET_NS_FD", netns_fd),
-            ("IFLA_ADDRESS", mac),
-        ],
-    }
+    inside the namespace at `netns_fd` as `ifname` with `mac` (no move or rename needed; it
+    cannot be brought up in the same request: the kernel refuses with ENOTCONN). `mtu` 0
+    keeps the kernel's default."""
+    peer_attrs: list[tuple[str, Any]] = [
+        ("IFLA_IFNAME", ifname),
+        ("IFLA_NET_NS_FD", netns_fd),
+        ("IFLA_ADDRESS", mac),
+    ]
+    msg = _link_msg(name=host_name, up=True)
+    if mtu:
+        peer_attrs.append(("IFLA_MTU", mtu))
+        msg["attrs"].append(("IFLA_MTU", mtu))
     info = {
         "attrs": [
             ("IFLA_INFO_KIND", "veth"),
-            ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]}),
+            ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}),
         ]
     }
-    msg = _link_msg(name=host_name, up=True)
     msg["attrs"] += [("IFLA_MASTER", bridge), ("IFLA_LINKINFO", info)]
     try:
         sock.call([Request(RTM_NEWLINK, msg, CREATE)])
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.errno == errno.EEXIST:
-            reason += f" ({host_name} exists here, or the container already has {CONTAINER_IFNAME})"
+            reason += f" ({host_name} exists here, or the container already has {ifname})"
         raise NetworkError(f"cannot create veth {host_name}: {reason}") from None
 
 
-def configure_container(netns_fd: int, address: IPv4Interface, gateway: IPv4Address) -> None:
-    """Inside the container's namespace: lo and eth0 up, `address` on eth0, default route."""
+def set_master(sock: RtnlSocket, index: int, bridge: int) -> None:
+    """Make link `index` a port of bridge `bridge`."""
+    msg = _link_msg(index)
+    msg["attrs"] = [("IFLA_MASTER", bridge)]
+    with netlink_errors(f"cannot add link {index} to bridge {bridge}"):
+        sock.call([Request(RTM_NEWLINK, msg)])
+
+
+def configure_container(
+    netns_fd: int,
+    address: IPv4Interface,
+    gateway: IPv4Address | None,
+    *,
+    ifname: str = CONTAINER_IFNAME,
+) -> None:
+    """Inside the container's namespace: lo and `ifname` up with `address`, and a default
+    route via `gateway` unless it is None (a network that is not the container's way out)."""
 
     def work() -> None:
         with RtnlSocket() as sock:
-            found = link_state(sock, CONTAINER_IFNAME)
+            found = link_state(sock, ifname)
             if found is None:
-                raise NetworkError(f"the container has no {CONTAINER_IFNAME}")
-            route = rtmsg()
-            route["family"] = socket.AF_INET
-            route["table"] = MAIN_TABLE
-            route["proto"] = RTPROT_STATIC
-            route["type"] = RTN_UNICAST
-            route["attrs"] = [("RTA_GATEWAY", str(gateway))]
-            with netlink_errors(f"cannot configure {CONTAINER_IFNAME} in the container"):
-                sock.call(
-                    [
-                        Request(RTM_NEWLINK, _link_msg(LOOPBACK_INDEX, up=True)),
-                        Request(RTM_NEWADDR, _addr_msg(found.index, address), CREATE),
-                        Request(RTM_NEWLINK, _link_msg(found.index, up=True)),
-                        Request(RTM_NEWROUTE, route, CREATE),
-                    ]
-                )
+                raise NetworkError(f"the container has no {ifname}")
+            requests = [
+                Request(RTM_NEWLINK, _link_msg(LOOPBACK_INDEX, up=True)),
+                Request(RTM_NEWADDR, _addr_msg(found.index, address), CREATE),
+                Request(RTM_NEWLINK, _link_msg(found.index, up=True)),
+            ]
+            if gateway is not None:
+                route = rtmsg()
+                route["family"] = socket.AF_INET
+                route["table"] = MAIN_TABLE
+                route["proto"] = RTPROT_STATIC
+                route["type"] = RTN_UNICAST
+                route["attrs"] = [("RTA_GATEWAY", str(gateway))]
+                requests.append(Request(RTM_NEWROUTE, route, CREATE))
+            with netlink_errors(f"cannot configure {ifname} in the container"):
+                sock.call(requests)
 
     call_in_netns(netns_fd, work)
 
 
 def setup_loopback(netns_path: str) -> None:
     """For `--network none`: bring up lo inside the namespace at `netns_path`."""
-    fd = open_netns(netns_path)
-    try:
 
-        def work() -> None:
-            with RtnlSocket() as sock:
-                set_up(sock, LOOPBACK_INDEX)
+    def work() -> None:
+        with RtnlSocket() as sock:
+            set_up(sock, LOOPBACK_INDEX)
 
+    with container_netns(netns_path) as fd:
         call_in_netns(fd, work)
-    finally:
-        os.close(fd)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
+from common.units import parse_duration
 from shoal.v1 import control_pb2, objects_pb2, specs_pb2
 from swarmctl.commands.common import control_for
 from swarmctl.connection import Control
 from swarmctl.errors import SwarmctlError
 from swarmctl.output import print_json
-from swarmctl.units import parse_duration
 
 
 def the_cluster(control: Control) -> objects_pb2.Cluster:

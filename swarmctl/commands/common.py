@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
+from common.tables import print_table
 from swarmctl.connection import Control, Target, connect
-from swarmctl.output import FORMATS, print_ids, print_json, print_table
+from swarmctl.output import FORMATS, print_ids, print_json
 
 
 @contextmanager

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from deploy import cgroups, mounts, namespaces
+from common import namespaces
+from deploy import cgroups, mounts
 from deploy.state import Storage
 
 OWN_PREFIX = f"st{os.getpid()}-"  # the labs of this test run (conftest's RUN_PREFIX)

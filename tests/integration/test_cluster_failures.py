@@ -14,9 +14,21 @@ import pytest
 
 from deploy.netns_driver import Machine, netlink
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import HEARTBEAT_S, SwarmCluster, real_swarm, until
-from tests.integration.swarmctl.test_swarmctl import ok, running, swarmctl, tasks
+from tests.integration.manager.swarm_cluster import (
+    HEARTBEAT_S,
+    SwarmCluster,
+    image,
+    listed,
+    nodes,
+    ok,
+    real_swarm,
+    running,
+    swarmctl,
+    tasks,
+    until_running,
+)
 from tests.integration.test_cluster_e2e import containers
+from tests.polling import until
 
 
 @pytest.fixture
@@ -39,9 +51,12 @@ def cluster_of(
 
 
 def _service(cluster: SwarmCluster, machine: Machine, name: str) -> dict[str, Any]:
-    (found,) = json.loads(ok(cluster, machine, "service", "inspect", name).out)
-    assert isinstance(found, dict)
+    (found,) = listed(cluster, machine, "service", "inspect", name)
     return found
+
+
+def _node_state(cluster: SwarmCluster, machine: Machine, node_id: str) -> str | None:
+    return {n["id"]: n["state"] for n in nodes(cluster, machine)}.get(node_id)
 
 
 def _all_containers(cluster: SwarmCluster, prefix: str) -> int:
@@ -81,23 +96,24 @@ def test_a_failing_image_rolls_back_automatically(
     last = update.err.strip().splitlines()[-1]
     assert last.startswith("swarmctl: error: web: 6/6 running; update rolled back due to"), last
     service = until(
-        lambda: (
-            (s := _service(cluster, manager, "web"))["update_status"]["state"]
-            == "ROLLBACK_COMPLETED"
-            and s
-        ),
+        lambda: _service(cluster, manager, "web"),
         "the update rolled back",
+        holds=lambda s: s.get("update_status", {}).get("state") == "ROLLBACK_COMPLETED",
     )
     assert service["spec"]["task"]["container"]["image"].endswith("/busybox:latest")
-    found = until(lambda: len(r := running(tasks(cluster, manager, "web"))) == 6 and r, "6/6")
-    assert all(t["spec"]["container"]["image"].endswith("/busybox:latest") for t in found)
+    found = until_running(cluster, manager, "web", 6, "6/6")
+    assert all(image(t).endswith("/busybox:latest") for t in found)
     failed = [t for t in tasks(cluster, manager, "web") if "no-such-tag" in json.dumps(t)]
     # The bad image failed where it was tried; none of its tasks is wanted running any more.
     assert any(t["status"].get("state") in ("REJECTED", "FAILED") for t in failed)
     assert all(t.get("desired_state") != "RUNNING" for t in failed)
     # At most `parallelism` tasks were replaced by the failing image before the rollback.
     assert len({t["slot"] for t in failed}) <= 2
-    until(lambda: _all_containers(cluster, "web") == 6, "6 containers running")
+    until(lambda: _all_containers(cluster, "web"), "6 containers running", holds=_equals(6))
+
+
+def _equals(wanted: object) -> Callable[[object], bool]:
+    return lambda seen: seen == wanted
 
 
 def _set_link(machine: Machine, state: str) -> None:
@@ -110,9 +126,7 @@ def test_a_worker_cut_off_is_replaced_and_stops_its_extra_replicas(
 ) -> None:
     cluster = cluster_of(3, 1)
     manager, worker = cluster.lab.machines[0], cluster.lab.machines[2]
-    worker_id = next(
-        n["id"] for n in cluster.control(manager, "nodes") if n["hostname"] == worker.name
-    )
+    worker_id = next(n["id"] for n in nodes(cluster, manager) if n["hostname"] == worker.name)
     _create(cluster, manager, "web", 6)
     on_worker = len(containers(cluster, worker))
     assert on_worker == 2
@@ -121,11 +135,9 @@ def test_a_worker_cut_off_is_replaced_and_stops_its_extra_replicas(
     try:
         cut = time.monotonic()
         until(
-            lambda: (
-                len(r := running(tasks(cluster, manager, "web"))) == 6
-                and all(t["node_id"] != worker_id for t in r)
-            ),
+            lambda: running(tasks(cluster, manager, "web")),
             "6 running away from the cut-off worker",
+            holds=lambda r: len(r) == 6 and all(t["node_id"] != worker_id for t in r),
         )
         # DOWN after 3 missed heartbeats, then rescheduled and started: allow the start too.
         assert time.monotonic() - cut < 3 * HEARTBEAT_S + 6
@@ -133,14 +145,14 @@ def test_a_worker_cut_off_is_replaced_and_stops_its_extra_replicas(
     finally:
         _set_link(worker, "up")
 
-    until(lambda: len(containers(cluster, worker)) == 0, "the worker stops its old replicas")
-    until(lambda: _all_containers(cluster, "web") == 6, "exactly 6 containers in the cluster")
     until(
-        lambda: any(
-            n["id"] == worker_id and n["state"] == "READY"
-            for n in cluster.control(manager, "nodes")
-        ),
+        lambda: containers(cluster, worker), "the worker stops its old replicas", holds=_equals({})
+    )
+    until(lambda: _all_containers(cluster, "web"), "exactly 6 containers", holds=_equals(6))
+    until(
+        lambda: _node_state(cluster, manager, worker_id),
         "the worker READY again",
+        holds=_equals("READY"),
     )
     assert len(running(tasks(cluster, manager, "web"))) == 6
 
@@ -151,9 +163,7 @@ def test_spread_update_through_a_leader_kill_and_scale(
     cluster = cluster_of(5, 3)
     managers = cluster.lab.machines[:3]
     leader_name = until(
-        lambda: next(
-            (n["hostname"] for n in cluster.control(managers[0], "nodes") if n["leader"]), None
-        ),
+        lambda: next((n["hostname"] for n in nodes(cluster, managers[0]) if n["leader"]), None),
         "a leader recorded",
     )
     leader = next(m for m in managers if m.name == leader_name)
@@ -172,26 +182,31 @@ def test_spread_update_through_a_leader_kill_and_scale(
             for t in running(tasks(cluster, follower, "web"))
         )
 
-    until(lambda: updated() >= 1, "the update under way")
+    until(updated, "the update under way", holds=lambda count: count >= 1)
     assert updated() < 6
     cluster.kill(leader)  # kill -9 of the leader's swarmd, mid-update
 
-    until(lambda: updated() == 6, "all 6 tasks updated under the new leader", deadline_s=90)
+    until(updated, "all 6 tasks updated under the new leader", holds=_equals(6), timeout_s=90)
     until(
-        lambda: _service(cluster, follower, "web")["update_status"].get("state") == "COMPLETED",
+        lambda: _service(cluster, follower, "web").get("update_status", {}).get("state"),
         "the update recorded as completed",
+        holds=_equals("COMPLETED"),
     )
     # The old leader comes back as a follower; its agent stops the replicas moved elsewhere.
     cluster.restart(leader)
-    until(lambda: _all_containers(cluster, "web") == 6, "6 containers in the cluster")
+    until(lambda: _all_containers(cluster, "web"), "6 containers in the cluster", holds=_equals(6))
 
     ok(cluster, follower, "service", "scale", "web=12")
     assert len(running(tasks(cluster, follower, "web"))) == 12
     worker = cluster.lab.machines[4]
     assert containers(cluster, worker)
     ok(cluster, follower, "node", "drain", worker.name)
-    until(lambda: not containers(cluster, worker), "the drained worker's containers gone")
-    until(lambda: _all_containers(cluster, "web") == 12, "12 containers on the other nodes")
+    until(
+        lambda: containers(cluster, worker),
+        "the drained worker's containers gone",
+        holds=_equals({}),
+    )
+    until(lambda: _all_containers(cluster, "web"), "12 containers elsewhere", holds=_equals(12))
     ok(cluster, leader, "service", "scale", "web=2")
     assert len(running(tasks(cluster, leader, "web"))) == 2
-    until(lambda: _all_containers(cluster, "web") == 2, "2 containers left in the cluster")
+    until(lambda: _all_containers(cluster, "web"), "2 containers left", holds=_equals(2))

@@ -7,13 +7,13 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from deploy import cgroups, libc, namespaces
+from common import libc, namespaces
+from deploy import cgroups
 from tests.integration.conftest import (
     SWARM_MACHINE,
     LabHandle,
@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     unique_name,
 )
 from tests.integration.host_snapshot import HostSnapshot
+from tests.polling import until
 
 ECHO_SERVER = (
     "import socket\n"
@@ -135,7 +136,7 @@ def test_lab_down_removes_processes_mounts_and_cgroups(
         )
         mnt = Path(info["state_dir"]) / "mnt"
         mnt.mkdir()
-        libc.bind_mount("/tmp", str(mnt))
+        libc.mount("/tmp", str(mnt), None, libc.MS_BIND)
         child_cgroup = f"{info['cgroup_parent']}/container1"
         cgroups.create(child_cgroup)
         in_cgroup = subprocess.Popen(["sleep", "1000"])
@@ -163,12 +164,21 @@ def test_teardown_after_the_creator_is_killed(host_unchanged: HostSnapshot) -> N
         stderr=subprocess.DEVNULL,
     )
     registry_ns = namespaces.netns_path(f"{name}-registry")
-    deadline = time.monotonic() + 30
-    while not namespaces.is_bound(registry_ns) and time.monotonic() < deadline:
+
+    def registry_bound() -> bool:
         assert creator.poll() is None, "lab up ended before it could be killed"
-        time.sleep(0.005)
-    creator.kill()
-    creator.wait()
+        return namespaces.is_bound(registry_ns)
+
+    try:
+        until(
+            registry_bound,
+            "lab up to bind its registry's namespace",
+            timeout_s=30,
+            interval_s=0.005,
+        )
+    finally:
+        creator.kill()
+        creator.wait()
     assert namespaces.is_bound(registry_ns), "the killed lab up left nothing to clean"
     down = swarm_machine("lab", "down", name)
     assert down.returncode == 0, down.stderr

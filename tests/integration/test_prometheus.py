@@ -14,7 +14,16 @@ from deploy.prometheus.errors import PrometheusError
 from deploy.prometheus.server import LabPrometheus
 from deploy.prometheus.targets import METRICS_PORT, targets_for, write_targets
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import Daemon, SwarmCluster, real_swarm, until
+from tests.integration.manager.swarm_cluster import (
+    Daemon,
+    SwarmCluster,
+    create,
+    nodes,
+    ok,
+    real_swarm,
+    tasks,
+)
+from tests.polling import until
 
 
 class MeteredCluster(SwarmCluster):
@@ -54,8 +63,14 @@ def by_machine(api: PrometheusAPI, promql: str) -> dict[str, float]:
     return {s.labels["machine"]: s.value for s in api.query(promql)}
 
 
-def answers(api: PrometheusAPI, promql: str, expected: float) -> Callable[[], bool]:
-    return lambda: api.value(promql) == expected
+def until_value(api: PrometheusAPI, promql: str, expected: float, what: str) -> None:
+    until(lambda: api.value(promql), what, holds=lambda value: value == expected)
+
+
+def until_by_machine(
+    api: PrometheusAPI, promql: str, expected: dict[str, float], what: str
+) -> None:
+    until(lambda: by_machine(api, promql), what, holds=lambda found: found == expected)
 
 
 def test_prometheus_scrapes_every_node_and_follows_running_tasks(
@@ -66,35 +81,35 @@ def test_prometheus_scrapes_every_node_and_follows_running_tasks(
     names = {m.name for m in machines}
 
     # Every swarmd is a target, and up.
-    until(lambda: by_machine(prometheus, "up") == dict.fromkeys(names, 1.0), "every target up")
+    until_by_machine(prometheus, "up", dict.fromkeys(names, 1.0), "every target up")
     # Agent and engine metrics on every node, manager metrics from the one manager.
     assert set(by_machine(prometheus, "shoal_agent_assignments")) == names
     assert set(by_machine(prometheus, "shoal_runtime_container_starts_total")) == names
-    until(
-        lambda: by_machine(prometheus, "shoal_raft_leader == 1") == {manager.name: 1.0},
-        "the manager reported as raft leader",
+    until_by_machine(
+        prometheus, "shoal_raft_leader == 1", {manager.name: 1.0}, "the manager as raft leader"
     )
     # Manager metrics come from managers only: a worker does not even load the manager.
     for series in ("shoal_raft_term", "shoal_raft_commit_index", "shoal_manager_tasks"):
         assert set(by_machine(prometheus, f"count by (machine) ({series})")) == {manager.name}
-    until(answers(prometheus, "sum(shoal_dispatcher_sessions)", 3), "3 agent sessions")
-    until(answers(prometheus, 'sum(shoal_manager_nodes{state="ready"})', 3), "3 nodes ready")
+    until_value(prometheus, "sum(shoal_dispatcher_sessions)", 3, "3 agent sessions")
+    until_value(prometheus, 'sum(shoal_manager_nodes{state="ready"})', 3, "3 nodes ready")
 
     image = f"{cluster.lab.registry}/busybox:latest"
-    web = cluster.control(
-        manager, "create", "web", "3", image, "httpd", "-f", "-p", "80", "-h", "/var/www"
-    )["id"]
-    hostnames = {n["id"]: n["hostname"] for n in cluster.control(manager, "nodes")}
+    web = create(cluster, manager, "web", 3, image, "httpd", "-f", "-p", "80", "-h", "/var/www")
+    hostnames = {n["id"]: n["hostname"] for n in nodes(cluster, manager)}
 
     def running_per_machine() -> Counter[str]:
-        tasks = cluster.control(manager, "tasks", web)
-        return Counter(hostnames[t["node_id"]] for t in tasks if t["state"] == "RUNNING")
+        return Counter(
+            hostnames[t["node_id"]]
+            for t in tasks(cluster, manager, web)
+            if t.get("status", {}).get("state") == "RUNNING"
+        )
 
     for replicas in (3, 5, 1):
         if replicas != 3:
-            cluster.control(manager, "scale", web, str(replicas))
-        until(answers(prometheus, RUNNING_ON_AGENTS, replicas), f"agents: {replicas} running")
-        until(answers(prometheus, RUNNING_BY_MANAGER, replicas), f"manager: {replicas} running")
+            ok(cluster, manager, "service", "scale", "--detach", f"{web}={replicas}")
+        until_value(prometheus, RUNNING_ON_AGENTS, replicas, f"agents: {replicas} running")
+        until_value(prometheus, RUNNING_BY_MANAGER, replicas, f"manager: {replicas} running")
         # The agents' gauges say where they run, as the manager's task list does.
         scraped = by_machine(prometheus, 'shoal_agent_tasks{state="running"} > 0')
         assert scraped == {m: float(n) for m, n in running_per_machine().items()}
@@ -119,10 +134,10 @@ def test_prometheus_starts_once_stops_cleanly_and_refuses_bad_targets(
         assert pid is not None and machine.contains(pid)
         assert (server.run_dir / "data").is_dir()  # its storage, under the machine's state dir
         # Its only target: the machine's own swarmd port (nothing listens there: up is 0).
-        until(lambda: by_machine(server.api, "up") == {machine.name: 0.0}, "one target scraped")
+        until_by_machine(server.api, "up", {machine.name: 0.0}, "one target scraped")
         # Targets rewritten while it runs are scraped: here Prometheus itself, on loopback.
         write_targets(server.targets_file, {"itself": f"127.0.0.1:{server.port}"})
-        until(lambda: by_machine(server.api, "up") == {"itself": 1.0}, "only the new target")
+        until_by_machine(server.api, "up", {"itself": 1.0}, "only the new target")
         with pytest.raises(PrometheusError, match="already runs"):
             server.start(targets_for([machine]))
         with pytest.raises(PrometheusError, match="parse error"):

@@ -10,19 +10,23 @@ import re
 import select
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SwarmCluster, real_swarm, until
+from tests.integration.manager.swarm_cluster import (
+    SWARMCTL,
+    SwarmCluster,
+    create,
+    nodes,
+    real_swarm,
+    until_running,
+)
+from tests.polling import until
 
-SWARMCTL = str(Path(sys.executable).parent / "swarmctl")
 # One "hello" line, then a numbered tick every second.
 PROGRAM = "echo hello-$HOSTNAME; i=0; while :; do i=$((i+1)); echo tick-$i; sleep 1; done"
 # `logs.2.abc123def456@machine    | hello-...`
@@ -67,57 +71,60 @@ def parsed(out: str) -> list[tuple[int, str, str, str]]:
 
 
 def read_lines_until(
-    process: subprocess.Popen[str], done: Callable[[list[str]], bool], deadline_s: float
+    process: subprocess.Popen[str], done: Callable[[list[str]], bool], timeout_s: float
 ) -> list[str]:
-    """Lines of the process's stdout until `done(lines)`, or fail after the deadline."""
+    """Lines of the process's stdout until `done(lines)`, or fail after `timeout_s`."""
     assert process.stdout is not None
     fd = process.stdout.fileno()
     os.set_blocking(fd, False)
-    deadline = time.monotonic() + deadline_s
-    buffered, lines = "", list[str]()
-    while not done(lines):
-        left = deadline - time.monotonic()
-        assert left > 0, f"timed out; lines so far: {lines}"
-        if select.select([fd], [], [], min(left, 0.5))[0]:
+    buffered, lines = [""], list[str]()
+
+    def read() -> list[str]:
+        if select.select([fd], [], [], 0.5)[0]:
             chunk = os.read(fd, 65536).decode()
             assert chunk or process.poll() is None, f"swarmctl exited early: {lines}"
-            buffered += chunk
-            *complete, buffered = buffered.split("\n")
+            *complete, buffered[0] = (buffered[0] + chunk).split("\n")
             lines.extend(complete)
-    return lines
+        return lines
+
+    return until(read, "the lines awaited", holds=done, timeout_s=timeout_s, interval_s=0.001)
 
 
 def test_service_logs_from_every_machine(swarm: SwarmCluster) -> None:
     leader, follower = swarm.lab.machines[:2]
     until(
-        lambda: [n["state"] for n in swarm.control(leader, "nodes")] == ["READY"] * 3,
+        lambda: [n["state"] for n in nodes(swarm, leader)],
         "3 nodes ready",
+        holds=lambda states: states == ["READY"] * 3,
     )
     image = f"{swarm.lab.registry}/busybox:latest"
-    service_id = swarm.control(leader, "create", "logs", "3", image, "sh", "-c", PROGRAM)["id"]
-
-    def running() -> list[dict[str, Any]]:
-        tasks = swarm.control(leader, "tasks", service_id)
-        return [t for t in tasks if t["desired"] == "RUNNING" and t["state"] == "RUNNING"]
-
-    tasks = until(lambda: len(found := running()) == 3 and found, "3 running tasks")
-    hosts = {n["id"]: n["hostname"] for n in swarm.control(leader, "nodes")}
-    expected = {(t["slot"], t["id"][:12], hosts[t["node_id"]]) for t in tasks}
+    service_id = create(swarm, leader, "logs", 3, image, "sh", "-c", PROGRAM)
+    found = until_running(swarm, leader, service_id, 3)
+    hosts = {n["id"]: n["hostname"] for n in nodes(swarm, leader)}
+    expected = {(int(t["slot"]), t["id"][:12], hosts[t["node_id"]]) for t in found}
     assert {node for _, _, node in expected} == {m.name for m in swarm.lab.machines}
 
     # Every task's first line, prefixed by its name and node, from the leader and a follower.
     for machine in (leader, follower):
 
-        def hellos(machine: Machine = machine) -> set[tuple[int, str, str]] | None:
+        def hellos(machine: Machine = machine) -> set[tuple[int, str, str]]:
             code, out, err = finished(swarm, machine, "service", "logs", "logs")
             assert code == 0, err
-            found = {(s, t, n) for s, t, n, text in parsed(out) if text.startswith("hello-")}
-            return found if found == expected else None
+            return {(s, t, n) for s, t, n, text in parsed(out) if text.startswith("hello-")}
 
-        until(hellos, f"every task's hello line through {machine.name}", deadline_s=20)
+        until(
+            hellos,
+            f"every task's hello line through {machine.name}",
+            holds=lambda hello: hello == expected,
+            timeout_s=20,
+        )
 
     # --tail 1: one line per task, its latest tick.
-    until(lambda: all(t > 1 for t in ticks_of(swarm, leader)), "a second tick from every task")
+    until(
+        lambda: ticks_of(swarm, leader),
+        "a second tick from every task",
+        holds=lambda ticks: bool(ticks) and all(t > 1 for t in ticks),
+    )
     code, out, err = finished(swarm, leader, "service", "logs", "--tail", "1", "logs")
     assert code == 0, err
     tail = parsed(out)
@@ -132,7 +139,7 @@ def test_service_logs_from_every_machine(swarm: SwarmCluster) -> None:
         def every_task(lines: list[str]) -> bool:
             return {(s, t, n) for s, t, n, _ in parsed("\n".join(lines))} == expected
 
-        followed = parsed("\n".join(read_lines_until(process, every_task, deadline_s=20)))
+        followed = parsed("\n".join(read_lines_until(process, every_task, timeout_s=20)))
         assert all(text.startswith("tick-") for *_, text in followed)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=10)

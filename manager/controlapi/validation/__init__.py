@@ -6,7 +6,7 @@ path, e.g. "spec.task.container.image: invalid reference 'UPPER': ...". The chec
 """
 
 from manager.controlapi.validation.cluster import check_cluster_spec
-from manager.controlapi.validation.image_reference import check_image_reference
+from manager.controlapi.validation.container import check_image_reference
 from manager.controlapi.validation.network import check_network_spec
 from manager.controlapi.validation.node import check_node_spec
 from manager.controlapi.validation.payload import check_config_spec, check_secret_spec

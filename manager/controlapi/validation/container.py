@@ -9,6 +9,8 @@ import re
 import signal
 from collections.abc import Sequence
 
+from common import image_reference
+from common.errors import shown
 from manager.controlapi.errors import InvalidArgument
 from manager.controlapi.validation.fields import (
     check_absolute_path,
@@ -19,9 +21,7 @@ from manager.controlapi.validation.fields import (
     check_required,
     check_text,
     duration_nanos,
-    shown,
 )
-from manager.controlapi.validation.image_reference import check_image_reference
 from manager.controlapi.validation.mounts import check_mounts
 from shoal.v1 import specs_pb2, types_pb2
 
@@ -37,6 +37,17 @@ _SIGNALS = {s.name for s in signal.Signals if s.name.startswith("SIG") and "_" n
 # A health check shorter than this is a typo (Docker's minimum).
 MIN_HEALTH_PERIOD_NANOS = 1_000_000
 HEALTH_TESTS = ("NONE", "CMD", "CMD-SHELL")
+
+
+def check_image_reference(field: str, reference: str) -> None:
+    """Raise InvalidArgument "<field>: invalid reference '<ref>': <why>" unless `reference`
+    is an image reference (common.image_reference: the grammar the runtime parses)."""
+    if not reference:
+        raise InvalidArgument(field, "must be set (an image reference)")
+    try:
+        image_reference.parse(reference)
+    except image_reference.InvalidReference as exc:
+        raise InvalidArgument(field, str(exc)) from None
 
 
 def check_container(field: str, container: specs_pb2.ContainerSpec) -> None:

@@ -16,6 +16,7 @@ from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
+from common.errors import shown
 from manager.controlapi.errors import InvalidArgument
 from shoal.v1 import types_pb2
 
@@ -197,13 +198,6 @@ def check_driver(field: str, driver: types_pb2.Driver) -> None:
     check_required(f"{field}.name", driver.name)
     check_text(f"{field}.name", driver.name, 255)
     check_labels(f"{field}.options", driver.options)
-
-
-def shown(text: str, limit: int = 80) -> str:
-    """`text` quoted for a message, cut short so a hostile string cannot flood the reply."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def _seconds(nanos: int) -> str:

@@ -6,6 +6,7 @@ import posixpath
 import re
 from collections.abc import Sequence
 
+from common.errors import shown
 from manager.controlapi.errors import InvalidArgument
 from manager.controlapi.validation.fields import (
     check_absolute_path,
@@ -14,7 +15,6 @@ from manager.controlapi.validation.fields import (
     check_file_mode,
     check_labels,
     check_not_negative,
-    shown,
 )
 from shoal.v1 import types_pb2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from common.errors import shown
 from manager.controlapi.errors import InvalidArgument
 from manager.controlapi.validation.fields import (
     check_cidr,
@@ -14,7 +15,6 @@ from manager.controlapi.validation.fields import (
     check_object_name,
     check_spec_size,
     check_text,
-    shown,
 )
 from shoal.v1 import specs_pb2, types_pb2
 

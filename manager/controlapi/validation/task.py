@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from common.errors import shown
 from manager.controlapi.errors import InvalidArgument
 from manager.controlapi.validation.container import MAX_LIST_ITEMS, check_container
 from manager.controlapi.validation.fields import (
@@ -17,7 +18,6 @@ from manager.controlapi.validation.fields import (
     check_required,
     check_text,
     duration_nanos,
-    shown,
 )
 from manager.scheduler import ConstraintError, PreferenceError, parse_constraint, parse_spread
 from shoal.v1 import specs_pb2, types_pb2

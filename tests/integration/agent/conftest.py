@@ -4,25 +4,27 @@ machine's network namespace (127.0.0.1 there), with the real runtime and lab reg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from deploy.namespaces import entered_netns, run_in_netns
+from common.namespaces import entered_netns, run_in_netns
 from deploy.netns_driver import Machine
 from runtime.config import EngineConfig
 from runtime.container.engine import Engine
 from runtime.engine_factory import make_engine
 from runtime.errors import NotFound
 from tests.integration.conftest import SWARM_MACHINE, LabHandle
+from tests.polling import until
 from tests.unit.agent.fake_dispatcher import FakeDispatcher, serve
 
 PROGRAM = Path(__file__).with_name("agent_program.py")
@@ -82,19 +84,22 @@ class AgentLab:
     def remove_containers(self) -> None:
         """Remove every container of the machine's engine (their network lives in it)."""
 
+        def remove(engine: Engine, container_id: str) -> bool:
+            with contextlib.suppress(NotFound):  # gone already
+                engine.remove(container_id, force=True)
+            return True
+
         def work() -> None:
             engine = self.engine
             for info in engine.list(all=True):
-                for attempt in range(5):  # see Executor.remove: the shim's clean-up races
-                    try:
-                        engine.remove(info["Id"], force=True)
-                        break
-                    except NotFound:
-                        break
-                    except OSError:
-                        if attempt == 4:
-                            raise
-                        time.sleep(0.1)
+                until(  # see Executor.remove: the shim's clean-up races
+                    partial(remove, engine, info["Id"]),
+                    f"container {info['Id'][:12]} removed",
+                    timeout_s=5,
+                    interval_s=0.1,
+                    max_tries=5,
+                    retry_on=(OSError,),
+                )
 
         run_in_netns(self.machine.name, work)
 

@@ -11,27 +11,28 @@ import os
 import time
 from collections.abc import Callable
 
-from deploy.namespaces import entered_netns
+from common.namespaces import entered_netns
 from runtime.container.store import proc_start_time
 from shoal.v1 import types_pb2
 from tests.integration.agent.conftest import NODE_ID, AgentLab
-from tests.unit.agent.builders import TS, eventually, task, with_desired
+from tests.polling import until, until_async
+from tests.unit.agent.builders import TS, task, with_desired
 
 DEADLINE_S = 60.0  # a first pull of busybox and a Python start-up, on a busy machine
 
 
-async def until(agent_lab: AgentLab, predicate: Callable[[], bool], what: str) -> None:
-    try:
-        await eventually(predicate, what, DEADLINE_S)
-    except AssertionError as exc:
+async def until_seen(agent_lab: AgentLab, predicate: Callable[[], bool], what: str) -> None:
+    """`until_async`, saying on failure what the agent reported and logged."""
+
+    def reported() -> str:
         seen = [
             (t, TS.Name(s.state), s.err)
             for b in agent_lab.dispatcher.recorded.batches
             for t, s in b
         ]
-        raise AssertionError(
-            f"{exc}\nstatuses: {seen}\n--- agent log ---\n{agent_lab.log()}"
-        ) from None
+        return f"statuses: {seen}\n--- agent log ---\n{agent_lab.log()}"
+
+    await until_async(predicate, what, timeout_s=DEADLINE_S, context=reported)
 
 
 def assert_quiet_log(agent_lab: AgentLab) -> None:
@@ -65,10 +66,12 @@ async def test_tasks_run_complete_fail_and_are_rejected(agent_lab: AgentLab) -> 
     d.set_task(task("missing", f"{agent_lab.lab.registry}/nothere:1", slot=4))
     agent_lab.start_agent()
 
-    await until(agent_lab, lambda: state(agent_lab, "sleeper") == TS.RUNNING, "sleeper RUNNING")
-    await until(agent_lab, lambda: state(agent_lab, "ok") == TS.COMPLETE, "ok COMPLETE")
-    await until(agent_lab, lambda: state(agent_lab, "bad") == TS.FAILED, "bad FAILED")
-    await until(agent_lab, lambda: state(agent_lab, "missing") == TS.REJECTED, "REJECTED")
+    await until_seen(
+        agent_lab, lambda: state(agent_lab, "sleeper") == TS.RUNNING, "sleeper RUNNING"
+    )
+    await until_seen(agent_lab, lambda: state(agent_lab, "ok") == TS.COMPLETE, "ok COMPLETE")
+    await until_seen(agent_lab, lambda: state(agent_lab, "bad") == TS.FAILED, "bad FAILED")
+    await until_seen(agent_lab, lambda: state(agent_lab, "missing") == TS.REJECTED, "REJECTED")
 
     (session,) = d.recorded.sessions
     assert session.description.hostname == agent_lab.machine.name
@@ -109,15 +112,17 @@ async def test_shutdown_within_grace_then_removal(agent_lab: AgentLab) -> None:
     d.set_task(stubborn)
     d.set_task(polite)
     agent_lab.start_agent()
-    await until(agent_lab, lambda: state(agent_lab, "stubborn") == TS.RUNNING, "RUNNING")
-    await until(agent_lab, lambda: state(agent_lab, "polite") == TS.RUNNING, "RUNNING")
+    await until_seen(agent_lab, lambda: state(agent_lab, "stubborn") == TS.RUNNING, "RUNNING")
+    await until_seen(agent_lab, lambda: state(agent_lab, "polite") == TS.RUNNING, "RUNNING")
 
     asked = time.monotonic()
     d.set_task(with_desired(stubborn, TS.SHUTDOWN, TS.RUNNING))
     d.set_task(with_desired(polite, TS.SHUTDOWN, TS.RUNNING))
-    await until(agent_lab, lambda: state(agent_lab, "polite") == TS.SHUTDOWN, "polite SHUTDOWN")
+    await until_seen(
+        agent_lab, lambda: state(agent_lab, "polite") == TS.SHUTDOWN, "polite SHUTDOWN"
+    )
     polite_took = time.monotonic() - asked
-    await until(agent_lab, lambda: state(agent_lab, "stubborn") == TS.SHUTDOWN, "SHUTDOWN")
+    await until_seen(agent_lab, lambda: state(agent_lab, "stubborn") == TS.SHUTDOWN, "SHUTDOWN")
     stubborn_took = time.monotonic() - asked
     assert polite_took < 2  # it left on SIGTERM
     assert 2 <= stubborn_took < 2 + 5  # SIGKILL after the 2 s grace period
@@ -126,7 +131,7 @@ async def test_shutdown_within_grace_then_removal(agent_lab: AgentLab) -> None:
     assert set(containers_by_task(agent_lab)) == {"stubborn", "polite"}  # kept until removed
 
     d.remove_task("stubborn")
-    await until(agent_lab, lambda: "stubborn" not in containers_by_task(agent_lab), "removal")
+    await until_seen(agent_lab, lambda: "stubborn" not in containers_by_task(agent_lab), "removal")
     assert set(containers_by_task(agent_lab)) == {"polite"}
     assert_quiet_log(agent_lab)
 
@@ -136,8 +141,8 @@ async def test_kill_9_and_restart_adopts_without_restarting(agent_lab: AgentLab)
     d.set_task(task("keep", agent_lab.image, command=("sleep", "300"), slot=1))
     d.set_task(task("drop", agent_lab.image, command=("sleep", "300"), slot=2))
     first = agent_lab.start_agent()
-    await until(agent_lab, lambda: state(agent_lab, "keep") == TS.RUNNING, "keep RUNNING")
-    await until(agent_lab, lambda: state(agent_lab, "drop") == TS.RUNNING, "drop RUNNING")
+    await until_seen(agent_lab, lambda: state(agent_lab, "keep") == TS.RUNNING, "keep RUNNING")
+    await until_seen(agent_lab, lambda: state(agent_lab, "drop") == TS.RUNNING, "drop RUNNING")
     before = containers_by_task(agent_lab)
     keep_pid = int(before["keep"]["State"]["Pid"])  # type: ignore[index]
     keep_started = proc_start_time(keep_pid)
@@ -151,9 +156,9 @@ async def test_kill_9_and_restart_adopts_without_restarting(agent_lab: AgentLab)
     sessions = len(d.recorded.session_ids)
 
     agent_lab.start_agent()
-    await until(agent_lab, lambda: len(d.recorded.session_ids) > sessions, "a new session")
-    await until(agent_lab, lambda: "drop" not in containers_by_task(agent_lab), "drop removed")
-    await until(
+    await until_seen(agent_lab, lambda: len(d.recorded.session_ids) > sessions, "a new session")
+    await until_seen(agent_lab, lambda: "drop" not in containers_by_task(agent_lab), "drop removed")
+    await until_seen(
         agent_lab,
         lambda: any(s.message == "adopted" for s in d.recorded.statuses("keep")),
         "keep adopted",
@@ -167,7 +172,7 @@ async def test_kill_9_and_restart_adopts_without_restarting(agent_lab: AgentLab)
     assert os.path.exists(f"/proc/{keep_pid}")
 
     d.set_task(with_desired(keep, TS.SHUTDOWN, TS.RUNNING))  # the new agent drives it
-    await until(agent_lab, lambda: state(agent_lab, "keep") == TS.SHUTDOWN, "keep SHUTDOWN")
+    await until_seen(agent_lab, lambda: state(agent_lab, "keep") == TS.SHUTDOWN, "keep SHUTDOWN")
     assert_quiet_log(agent_lab)
 
 
@@ -181,7 +186,7 @@ async def test_host_mode_port_is_published_on_the_machine(agent_lab: AgentLab) -
     )
     d.set_task(web)
     agent_lab.start_agent()
-    await until(agent_lab, lambda: state(agent_lab, "web") == TS.RUNNING, "web RUNNING")
+    await until_seen(agent_lab, lambda: state(agent_lab, "web") == TS.RUNNING, "web RUNNING")
     running = d.recorded.last("web")
     assert running is not None
     assert [(p.target_port, p.published_port) for p in running.port_status.ports] == [(80, 8080)]
@@ -196,15 +201,10 @@ async def test_host_mode_port_is_published_on_the_machine(agent_lab: AgentLab) -
         finally:
             conn.close()
 
-    # The server may take a moment to listen after its process started.
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        try:
-            body = await asyncio.to_thread(fetch)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+    # The server may take a moment to listen after its process started (the wait runs in a
+    # thread: the fake dispatcher serves on this loop meanwhile).
+    body = await asyncio.to_thread(
+        until, fetch, "the web server to answer", timeout_s=DEADLINE_S, retry_on=(OSError,)
+    )
     assert body.decode().strip() == running.container_status.container_id[:12]  # its hostname
     assert_quiet_log(agent_lab)

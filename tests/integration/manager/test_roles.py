@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,17 @@ import pytest
 
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SwarmCluster
-from tests.integration.swarmctl.test_swarmctl import ok
+from tests.integration.manager.swarm_cluster import (
+    SwarmCluster,
+    node,
+    nodes,
+    ok,
+    swarmctl,
+    write_accepted,
+)
+from tests.polling import until
 
-ROLE_TOOL = Path(__file__).with_name("role_tool.py")
+RENEW_TOOL = Path(__file__).with_name("renew_tool.py")
 
 
 @pytest.fixture
@@ -29,23 +35,22 @@ def cluster(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[Sw
         swarm.init(one)
         swarm.join(two)
         swarm.join(three)
-        _until(lambda: len(_raft_members(swarm, one)) == 3, "three raft members recorded")
+        until(lambda: _raft_members(swarm, one), "three raft members", holds=_count(3))
         yield swarm
     finally:
         swarm.stop_all()
 
 
-def _until(condition: Callable[[], object], what: str, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        time.sleep(0.1)
+def _count(wanted: int) -> Callable[[list[str]], bool]:
+    return lambda found: len(found) == wanted
 
 
-def _tool(swarm: SwarmCluster, machine: Machine, target: str, *args: str) -> Any:
+def _renew(swarm: SwarmCluster, machine: Machine, *managers: Machine) -> Any:
+    """One certificate renewal by `machine`'s node (not saved): its node id and role."""
     process = swarm.lab.run(
         machine,
-        [sys.executable, str(ROLE_TOOL), target, *args],
+        [sys.executable, str(RENEW_TOOL), str(swarm.state_dir(machine))]
+        + [_api(m) for m in managers],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -55,25 +60,26 @@ def _tool(swarm: SwarmCluster, machine: Machine, target: str, *args: str) -> Any
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _on(swarm: SwarmCluster, machine: Machine, *args: str) -> Any:
-    """role_tool through `machine`'s Control socket."""
-    return _tool(swarm, machine, str(swarm.state_dir(machine) / "swarmd.sock"), *args)
+def _role(swarm: SwarmCluster, machine: Machine, node_id: str) -> str:
+    found: str = node(swarm, machine, node_id)["role"]
+    return found
 
 
-def _nodes(swarm: SwarmCluster, machine: Machine) -> list[dict[str, Any]]:
-    nodes: list[dict[str, Any]] = swarm.control(machine, "nodes")
-    return nodes
+def _demoted(swarm: SwarmCluster, machine: Machine, node_id: str) -> bool:
+    """A worker, and out of raft, as the manager on `machine` sees the node."""
+    found = node(swarm, machine, node_id)
+    return found["role"] == "WORKER" and not found["raft_addr"]
 
 
 def _raft_members(swarm: SwarmCluster, machine: Machine) -> list[str]:
-    return sorted(n["raft_addr"] for n in _nodes(swarm, machine) if n["raft_addr"])
+    return sorted(n["raft_addr"] for n in nodes(swarm, machine) if n["raft_addr"])
 
 
 def _node_ids(swarm: SwarmCluster) -> dict[str, str]:
     """Machine name -> node id, while every machine is a raft member (joined nodes are
     known by their raft address)."""
     first = swarm.lab.machines[0]
-    by_address = {n["raft_addr"]: n["id"] for n in _nodes(swarm, first)}
+    by_address = {n["raft_addr"]: n["id"] for n in nodes(swarm, first)}
     return {m.name: by_address[f"{m.record.ip}:4243"] for m in swarm.lab.machines}
 
 
@@ -81,39 +87,33 @@ def _api(machine: Machine) -> str:
     return f"{machine.record.ip}:4242"
 
 
-def _write_accepted(swarm: SwarmCluster, machine: Machine, name: str) -> bool:
-    answer = swarm.control(machine, "create", name, "0", "busybox", expect_ok=False)
-    return isinstance(answer, dict) and "id" in answer
-
-
 def test_demoting_one_of_three_managers(cluster: SwarmCluster) -> None:
     one, two, three = cluster.lab.machines
     ids = _node_ids(cluster)
-    before = _tool(cluster, three, str(cluster.state_dir(three)), "renew", _api(one), _api(two))
+    before = _renew(cluster, three, one, two)
     assert before == {"node_id": ids[three.name], "role": "swarm-manager"}
 
-    assert _on(cluster, one, "demote", ids[three.name]) == {"ok": True}
-
-    def demoted() -> bool:
-        node = _on(cluster, one, "node", ids[three.name])
-        return bool(node["role"] == "WORKER" and not node["raft_addr"])
-
-    _until(demoted, "three demoted to a worker and out of raft")
+    ok(cluster, one, "node", "demote", ids[three.name])
+    until(
+        lambda: _demoted(cluster, one, ids[three.name]),
+        "three demoted to a worker and out of raft",
+    )
     assert _raft_members(cluster, one) == sorted(f"{m.record.ip}:4243" for m in (one, two))
-    _until(lambda: _write_accepted(cluster, two, "after-demotion"), "a write after demotion")
+    until(lambda: write_accepted(cluster, two, "after-demotion"), "a write after demotion")
 
-    renewed = _tool(cluster, three, str(cluster.state_dir(three)), "renew", _api(one), _api(two))
+    renewed = _renew(cluster, three, one, two)
     assert renewed == {"node_id": ids[three.name], "role": "swarm-worker"}
 
     # Raft really has two members: with three stopped, removing two leaves one alone, which
     # raft refuses only if three (unreachable) were still a member.
     cluster.kill(three)
-    assert _on(cluster, one, "demote", ids[two.name]) == {"ok": True}
-    _until(
-        lambda: _on(cluster, one, "node", ids[two.name])["role"] == "WORKER",
+    ok(cluster, one, "node", "demote", ids[two.name])
+    until(
+        lambda: _role(cluster, one, ids[two.name]),
         "two demoted: raft had {one, two} only",
+        holds=lambda role: role == "WORKER",
     )
-    _until(lambda: _write_accepted(cluster, one, "one-alone"), "a write on one alone")
+    until(lambda: write_accepted(cluster, one, "one-alone"), "a write on one alone")
 
 
 def test_demoting_below_quorum_is_refused_with_a_clear_message(cluster: SwarmCluster) -> None:
@@ -121,37 +121,42 @@ def test_demoting_below_quorum_is_refused_with_a_clear_message(cluster: SwarmClu
     ids = _node_ids(cluster)
     cluster.kill(three)
 
-    assert _on(cluster, one, "demote", ids[two.name]) == {"ok": True}
+    ok(cluster, one, "node", "demote", ids[two.name])
 
-    _until(lambda: _on(cluster, one, "node", ids[two.name])["message"], "a refusal message")
-    node = _on(cluster, one, "node", ids[two.name])
-    assert node["message"].startswith("demotion to worker is waiting: ")
-    assert "would lose quorum" in node["message"]
-    assert node["role"] == "MANAGER" and node["raft_addr"]
+    refused = until(
+        lambda: node(cluster, one, ids[two.name]),
+        "a refusal message",
+        holds=lambda found: found["message"],
+    )
+    assert refused["message"].startswith("demotion to worker is waiting: ")
+    assert "would lose quorum" in refused["message"]
+    assert refused["role"] == "MANAGER" and refused["raft_addr"]
     assert len(_raft_members(cluster, one)) == 3
-    _until(lambda: _write_accepted(cluster, one, "still-writable"), "writes with quorum kept")
+    until(lambda: write_accepted(cluster, one, "still-writable"), "writes with quorum kept")
 
 
 def test_removing_a_manager_through_control_removes_it_from_raft(cluster: SwarmCluster) -> None:
     one, two, three = cluster.lab.machines
     ids = _node_ids(cluster)
 
-    running = _on(cluster, two, "remove", ids[three.name])
-    assert running["error"] == "FAILED_PRECONDITION"
-    assert "demote it to a worker before removing it" in running["details"]
+    running = swarmctl(cluster, two, "node", "rm", ids[three.name])
+    assert running.code == 1
+    assert "demote it to a worker before removing it" in running.err
     assert len(_raft_members(cluster, one)) == 3
 
     cluster.kill(three)
-    _until(
-        lambda: _on(cluster, two, "remove", ids[three.name]) == {"ok": True},
+    until(
+        lambda: swarmctl(cluster, two, "node", "rm", ids[three.name]),
         "the stopped manager removed (through a follower)",
+        holds=lambda removed: removed.code == 0,
     )
-    assert ids[three.name] not in {n["id"] for n in _nodes(cluster, one)}
+    assert ids[three.name] not in {n["id"] for n in nodes(cluster, one)}
     # Raft has {one, two}: demoting two leaves one alone, a quorum of one.
-    assert _on(cluster, one, "demote", ids[two.name]) == {"ok": True}
-    _until(
-        lambda: _on(cluster, one, "node", ids[two.name])["role"] == "WORKER",
+    ok(cluster, one, "node", "demote", ids[two.name])
+    until(
+        lambda: _role(cluster, one, ids[two.name]),
         "two demoted once three left raft",
+        holds=lambda role: role == "WORKER",
     )
 
 
@@ -164,32 +169,32 @@ def test_a_worker_is_promoted_and_demoted_again_without_a_restart(
         one, two = lab.machines
         swarm.init(one)
         daemon = swarm.join(two, role="workers")
-        two_id = next(n["id"] for n in _nodes(swarm, one) if n["hostname"] == two.name)
+        two_id = next(n["id"] for n in nodes(swarm, one) if n["hostname"] == two.name)
         socket = swarm.state_dir(two) / "swarmd.sock"
         assert not socket.exists()
 
-        ok(swarm, one, "node", "promote", two.name)  # the real swarmctl
-        daemon.wait_for(r"serving on", deadline_s=30)
-        _until(lambda: len(_raft_members(swarm, one)) == 2, "two is a raft member")
+        ok(swarm, one, "node", "promote", two.name)
+        daemon.wait_for(r"serving on", timeout_s=30)
+        until(lambda: _raft_members(swarm, one), "two is a raft member", holds=_count(2))
         # Its manager answers Control on its own socket, and writes there reach the leader.
-        assert {n["hostname"] for n in _nodes(swarm, two)} == {one.name, two.name}
-        _until(lambda: _write_accepted(swarm, two, "via-promoted"), "a write via two")
+        assert {n["hostname"] for n in nodes(swarm, two)} == {one.name, two.name}
+        until(lambda: write_accepted(swarm, two, "via-promoted"), "a write via two")
         assert (swarm.state_dir(two) / "raft").is_dir()
 
         ok(swarm, one, "node", "demote", two.name)
-        _until(lambda: not socket.exists(), "two's manager stopped")
-        _until(lambda: not (swarm.state_dir(two) / "raft").exists(), "two's raft state gone")
+        until(lambda: not socket.exists(), "two's manager stopped")
+        until(lambda: not (swarm.state_dir(two) / "raft").exists(), "two's raft state gone")
         assert _raft_members(swarm, one) == [f"{one.record.ip}:4243"]
-        node = _on(swarm, one, "node", two_id)
-        assert node["role"] == "WORKER" and not node["raft_addr"]
+        assert _demoted(swarm, one, two_id)
         # The same process goes on as a worker whose agent keeps its session; one alone
         # (raft of one) accepts writes.
         assert daemon.process.poll() is None
-        _until(
-            lambda: next(n for n in _nodes(swarm, one) if n["id"] == two_id)["state"] == "READY",
+        until(
+            lambda: node(swarm, one, two_id)["state"],
             "two ready as a worker",
+            holds=lambda state: state == "READY",
         )
-        _until(lambda: _write_accepted(swarm, one, "after-demotion"), "a write on one alone")
+        until(lambda: write_accepted(swarm, one, "after-demotion"), "a write on one alone")
     finally:
         swarm.stop_all()
 
@@ -200,29 +205,25 @@ def test_the_demoted_leader_hands_over_and_goes_on_as_a_worker(cluster: SwarmClu
     leader = next(
         m
         for m in (one, two, three)
-        if any(n["leader"] and n["hostname"] == m.name for n in cluster.control(one, "nodes"))
+        if any(n["leader"] and n["hostname"] == m.name for n in nodes(cluster, one))
     )
     others = [m for m in (one, two, three) if m is not leader]
     daemon = cluster.daemons[leader.name]
 
     ok(cluster, others[0], "node", "demote", leader.name)
-
-    def demoted() -> bool:
-        node = _on(cluster, others[0], "node", ids[leader.name])
-        return bool(node["role"] == "WORKER" and not node["raft_addr"])
-
-    _until(demoted, "the old leader demoted and out of raft")
-    _until(
+    until(
+        lambda: _demoted(cluster, others[0], ids[leader.name]),
+        "the old leader demoted and out of raft",
+    )
+    until(
         lambda: not (cluster.state_dir(leader) / "swarmd.sock").exists(),
         "the old leader's manager stopped",
     )
     assert daemon.process.poll() is None  # the same swarmd goes on, as a worker
     assert _raft_members(cluster, others[0]) == sorted(f"{m.record.ip}:4243" for m in others)
-    _until(lambda: _write_accepted(cluster, others[1], "after-leader-demotion"), "a write")
-    _until(
-        lambda: any(
-            n["id"] == ids[leader.name] and n["state"] == "READY"
-            for n in cluster.control(others[0], "nodes")
-        ),
+    until(lambda: write_accepted(cluster, others[1], "after-leader-demotion"), "a write")
+    until(
+        lambda: node(cluster, others[0], ids[leader.name])["state"],
         "the old leader READY as a worker",
+        holds=lambda state: state == "READY",
     )

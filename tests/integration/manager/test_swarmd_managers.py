@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
+import grpc
 import pytest
 
 from deploy.netns_driver import Machine
+from shoal.v1 import control_pb2, control_pb2_grpc, specs_pb2
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SWARMD, SwarmCluster
+from tests.integration.manager.swarm_cluster import (
+    SWARMD,
+    SwarmCluster,
+    service_names,
+    write_accepted,
+)
+from tests.polling import until
 
 
 @pytest.fixture
@@ -44,10 +54,12 @@ def test_three_managers_elect_a_new_leader_and_a_killed_one_rejoins(
 
     began = time.monotonic()
     cluster.kill(one)
-    deadline = time.monotonic() + 10
-    while not [t for t in _leader_terms(cluster) if t[0] != one.name]:
-        assert time.monotonic() < deadline, "no new leader after the leader was killed"
-        time.sleep(0.02)
+    until(
+        lambda: [t for t in _leader_terms(cluster) if t[0] != one.name],
+        "a new leader after the leader was killed",
+        timeout_s=10,
+        interval_s=0.02,
+    )
     failover = time.monotonic() - began
     assert failover < 5.0, failover
 
@@ -55,6 +67,54 @@ def test_three_managers_elect_a_new_leader_and_a_killed_one_rejoins(
     assert "error" not in restarted.text().lower()
     key = (cluster.state_dir(one) / "certificates" / "node.key").stat().st_mode & 0o777
     assert key == 0o600
+
+
+def test_a_write_through_one_manager_is_read_back_at_once_on_another(
+    cluster: SwarmCluster,
+) -> None:
+    """Read-your-writes across managers: a service created through one manager (the leader,
+    or a follower that forwards to it) is there when another manager is asked right after
+    the create returns (Control's reads go through a raft read barrier; a follower would
+    otherwise answer from a store that has not applied the write yet)."""
+    one, two, three = cluster.lab.machines
+    cluster.init(one)  # the leader
+    cluster.join(two)
+    cluster.join(three)
+    asyncio.run(_write_then_read_elsewhere(cluster, one, two, three))
+
+
+async def _write_then_read_elsewhere(
+    cluster: SwarmCluster, leader: Machine, *followers: Machine
+) -> None:
+    sockets = [cluster.state_dir(m) / "swarmd.sock" for m in (leader, *followers)]
+    channels = [grpc.aio.insecure_channel(f"unix://{path}") for path in sockets]
+    try:
+        on_leader, *on_followers = [control_pb2_grpc.ControlStub(c) for c in channels]
+        # (writer, reader): leader -> follower, follower -> the other follower (the write
+        # forwarded to the leader), follower -> leader.
+        pairs = [
+            (on_leader, on_followers[0]),
+            (on_followers[0], on_followers[1]),
+            (on_followers[1], on_leader),
+        ]
+        for round_ in range(10):
+            for number, (writer, reader) in enumerate(pairs):
+                spec = specs_pb2.ServiceSpec()
+                spec.annotations.name = f"rw-{round_}-{number}"
+                spec.task.container.image = "busybox"
+                spec.replicated_service.replicas = 0  # no tasks: the service is all we read
+                created = await writer.CreateService(
+                    control_pb2.CreateServiceRequest(spec=spec), timeout=30
+                )
+                found = await reader.GetService(
+                    control_pb2.GetServiceRequest(service_id=created.service.id), timeout=30
+                )
+                assert found.service.meta.version == created.service.meta.version
+                listed = await reader.ListServices(control_pb2.ListServicesRequest(), timeout=30)
+                assert spec.annotations.name in {s.spec.annotations.name for s in listed.services}
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 def test_a_wrong_or_rotated_token_cannot_join(cluster: SwarmCluster) -> None:
@@ -103,43 +163,38 @@ def test_five_managers_survive_two_leader_kills(
             swarm.kill(leader)
             alive.remove(leader)
             writer = alive[0]
-            name = f"svc{kill}"
-            deadline = time.monotonic() + 30
-            while not _try_create(swarm, writer, name):
-                assert time.monotonic() < deadline, f"no write accepted after kill {kill + 1}"
-                time.sleep(0.1)
+            until(
+                partial(write_accepted, swarm, writer, f"svc{kill}"),
+                f"a write accepted after kill {kill + 1}",
+                timeout_s=30,
+                interval_s=0.1,
+            )
         for machine in alive:
-            deadline = time.monotonic() + 30
-            while (names := _services(swarm, machine)) != ["svc0", "svc1"]:
-                assert time.monotonic() < deadline, (machine.name, names)
-                time.sleep(0.1)
+            until(
+                partial(service_names, swarm, machine),
+                f"both services listed on {machine.name}",
+                holds=lambda names: names == ["svc0", "svc1"],
+                timeout_s=30,
+                interval_s=0.1,
+            )
     finally:
         swarm.stop_all()
 
 
 def _current_leader(swarm: SwarmCluster, alive: list[Machine]) -> Machine:
     """The live manager that most recently became leader (highest term in its log)."""
-    deadline = time.monotonic() + 30
-    while True:
-        terms = [
+    terms = until(
+        lambda: [
             (term, machine)
             for machine in alive
             for name, term in _leader_terms(swarm)
             if name == machine.name
-        ]
-        if terms:
-            return max(terms, key=lambda found: found[0])[1]
-        assert time.monotonic() < deadline, "no leader among the live managers"
-        time.sleep(0.1)
-
-
-def _try_create(swarm: SwarmCluster, machine: Machine, name: str) -> bool:
-    answer = swarm.control(machine, "create", name, "0", "busybox", expect_ok=False)
-    return isinstance(answer, dict) and "id" in answer
-
-
-def _services(swarm: SwarmCluster, machine: Machine) -> object:
-    return swarm.control(machine, "services", expect_ok=False)
+        ],
+        "a leader among the live managers",
+        timeout_s=30,
+        interval_s=0.1,
+    )
+    return max(terms, key=lambda found: found[0])[1]
 
 
 def test_sigterm_stops_swarmd_cleanly_and_it_starts_again(cluster: SwarmCluster) -> None:

@@ -9,16 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deploy import namespaces
+from common import namespaces
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
+from tests.polling import until
 
 SHOAL = str(Path(sys.executable).parent / "shoal")
 
@@ -69,28 +69,28 @@ def nodes(make_lab: Callable[[int], LabHandle]) -> list[Node]:
     return [Node(lab, m) for m in lab.machines]
 
 
-def _http_get_from(netns: str, address: str, port: int, deadline_s: float = 10) -> str:
-    """GET / from inside `netns`, retried until the server answers or the deadline passes."""
-    deadline = time.monotonic() + deadline_s
-    holder: list[socket.socket] = []
-    while True:
-        holder.clear()
+def _http_get_from(netns: str, address: str, port: int, timeout_s: float = 10) -> str:
+    """GET / from inside `netns`, retried until the server answers or the time is up."""
+
+    def get() -> str:
+        holder: list[socket.socket] = []
         namespaces.run_in_netns(netns, lambda: holder.append(socket.socket()))
-        sock = holder[0]
-        sock.settimeout(2)
-        try:
+        with holder[0] as sock:
+            sock.settimeout(2)
             sock.connect((address, port))
             sock.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
             chunks = []
             while data := sock.recv(65536):
                 chunks.append(data)
             return b"".join(chunks).decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-        finally:
-            sock.close()
+
+    return until(
+        get,
+        f"an answer from {address}:{port}",
+        holds=lambda _: True,  # any answer, even an empty one
+        timeout_s=timeout_s,
+        retry_on=(OSError,),
+    )
 
 
 def test_pull_run_publish_logs_exec_stats_stop_rm(nodes: list[Node]) -> None:
@@ -233,31 +233,40 @@ def test_container_survives_kill_9_of_the_cli(nodes: list[Node]) -> None:
 
 
 def _pty_session(
-    node: Node, args: list[str], keys: bytes, deadline_s: float = 20
+    node: Node, args: list[str], keys: bytes, timeout_s: float = 20
 ) -> tuple[int, bytes]:
     """Run `shoal ARGS` on a terminal, type `keys`, return (exit code, what was shown)."""
     master, slave = os.openpty()
     proc = node.popen(*args, stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
-    shown = b""
-    deadline = time.monotonic() + deadline_s
-    sent = False
+    shown = [b""]
+    sent = [False]
+
+    def follow() -> tuple[bool, bytes]:
+        """Take what the terminal shows, answer the prompt; (ended, all shown so far)."""
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return True, shown[0]
+            if not data:
+                return True, shown[0]
+            shown[0] += data
+        if not sent[0] and b"# " in shown[0]:  # the shell's prompt
+            os.write(master, keys)
+            sent[0] = True
+        ended = proc.poll() is not None and not select.select([master], [], [], 0.1)[0]
+        return ended, shown[0]
+
     try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.1)[0]:
-                try:
-                    data = os.read(master, 4096)
-                except OSError:
-                    break
-                if not data:
-                    break
-                shown += data
-            if not sent and b"# " in shown:  # the shell's prompt
-                os.write(master, keys)
-                sent = True
-            if proc.poll() is not None and not select.select([master], [], [], 0.1)[0]:
-                break
-        return proc.wait(timeout=10), shown
+        until(
+            follow,
+            "the terminal session to end",
+            holds=lambda seen: seen[0],
+            timeout_s=timeout_s,
+            interval_s=0.001,
+        )
+        return proc.wait(timeout=10), shown[0]
     finally:
         proc.kill()
         os.close(master)
@@ -281,10 +290,12 @@ def test_run_it_and_exec_it_give_a_terminal(nodes: list[Node]) -> None:
 def test_detached_rm_container_is_removed_when_it_ends(nodes: list[Node]) -> None:
     one = nodes[0]
     cid = one.ok("run", "-d", "--rm", one.busybox, "sh", "-c", "echo a; echo b; echo c").strip()
-    deadline = time.monotonic() + 20
-    while cid[:12] in one.ok("ps", "-a", "-q"):  # the shim's clean-up command removes it
-        assert time.monotonic() < deadline, "a --rm container outlived its process"
-        time.sleep(0.05)
+    until(  # the shim's clean-up command removes it
+        lambda: one.ok("ps", "-a", "-q"),
+        "the --rm container removed once its process ended",
+        holds=lambda listed: cid[:12] not in listed,
+        timeout_s=20,
+    )
     kept = one.ok("run", "-d", "--name", "kept", one.busybox, "sh", "-c", "echo a; echo b; echo c")
     assert one.ok("wait", kept.strip()).strip() == "0"
     assert one.ok("logs", "--tail", "2", "kept") == "b\nc\n"

@@ -5,61 +5,18 @@ errors are one line, a follower serves writes, and mutual TLS with a manager's i
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from deploy.netns_driver import Machine
-from tests.integration.manager.swarm_cluster import SwarmCluster, until
+from tests.integration.manager.swarm_cluster import (
+    SwarmCluster,
+    ok,
+    running,
+    swarmctl,
+    tasks,
+)
+from tests.polling import until
 
-SWARMCTL = str(Path(sys.executable).parent / "swarmctl")
 # Tasks go to the fake agents only: managers may run real agents, which would pull images.
 ON_WORKERS = ("--constraint", "node.role==worker")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def swarmctl(cluster: SwarmCluster, machine: Machine, *args: str, local: bool = True) -> Run:
-    """Runs swarmctl on `machine`, through its manager's unix socket unless `local` is False."""
-    socket = ["-s", str(cluster.state_dir(machine) / "swarmd.sock")] if local else []
-    process = cluster.lab.run(
-        machine,
-        [SWARMCTL, *socket, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    out, err = process.communicate(timeout=180)
-    return Run(process.returncode, out, err)
-
-
-def ok(cluster: SwarmCluster, machine: Machine, *args: str) -> Run:
-    run = swarmctl(cluster, machine, *args)
-    assert run.code == 0, (args, run.out, run.err)
-    return run
-
-
-def tasks(cluster: SwarmCluster, machine: Machine, service: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = json.loads(
-        ok(cluster, machine, "service", "ps", service, "--format", "json").out
-    )
-    return found
-
-
-def running(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        t
-        for t in found
-        if t.get("desired_state") == "RUNNING" and t["status"].get("state") == "RUNNING"
-    ]
 
 
 def test_services_and_nodes_through_swarmctl(swarm: SwarmCluster) -> None:
@@ -129,11 +86,9 @@ def test_services_and_nodes_through_swarmctl(swarm: SwarmCluster) -> None:
     agent_id = json.loads(ok(swarm, leader, "node", "inspect", agent_hostname).out)[0]["id"]
     ok(swarm, follower, "node", "drain", agent_hostname)
     until(
-        lambda: (
-            len(live := running(tasks(swarm, leader, "web"))) == 6
-            and agent_id not in {t.get("node_id") for t in live}
-        ),
+        lambda: running(tasks(swarm, leader, "web")),
         "tasks off the drained node",
+        holds=lambda live: len(live) == 6 and agent_id not in {t.get("node_id") for t in live},
     )
     drained = json.loads(ok(swarm, leader, "node", "inspect", agent_id).out)[0]
     assert drained["spec"]["availability"] == "DRAIN"
@@ -149,7 +104,7 @@ def test_cluster_tokens_errors_and_mutual_tls(swarm: SwarmCluster) -> None:
 
     before = worker_token()
     ok(swarm, follower, "cluster", "update", "--rotate-join-token", "worker")
-    after = until(lambda: worker_token() != before and worker_token(), "the rotated token")
+    after = until(worker_token, "the rotated token", holds=lambda token: token != before)
     assert after.startswith("SWMTKN-1-")
 
     unknown = swarmctl(swarm, leader, "service", "inspect", "nope")

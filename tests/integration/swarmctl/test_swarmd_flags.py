@@ -9,8 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SWARMD, SwarmCluster
-from tests.integration.swarmctl.test_swarmctl import SWARMCTL, Run
+from tests.integration.manager.swarm_cluster import SWARMCTL, SWARMD, Run, SwarmCluster
 
 
 def _run(lab: LabHandle, *argv: str) -> Run:

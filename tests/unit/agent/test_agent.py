@@ -13,7 +13,7 @@ import pytest
 from agent import GRPC_FORK_SUPPORT
 from agent.agent import Agent, AgentConfig
 from agent.errors import ConfigError
-from tests.unit.agent.builders import eventually
+from tests.polling import until_async
 from tests.unit.agent.fake_dispatcher import FakeDispatcher, serve
 
 
@@ -41,14 +41,14 @@ async def test_runs_a_session_and_stops_cleanly(tmp_path: Path) -> None:
     agent = Agent(config(tmp_path, managers=(dispatcher.address,)))
     try:
         running = asyncio.create_task(agent.run())
-        await eventually(lambda: dispatcher.recorded.assignment_streams == 1, "assignments")
-        await eventually(lambda: len(dispatcher.recorded.heartbeats) >= 2, "heartbeats")
+        await until_async(lambda: dispatcher.recorded.assignment_streams == 1, "assignments")
+        await until_async(lambda: len(dispatcher.recorded.heartbeats) >= 2, "heartbeats")
         (request,) = dispatcher.recorded.sessions
         assert request.description.hostname == "node-a"
         assert dict(request.description.engine.labels) == {"zone": "east"}
         await agent.stop()
         assert running.done()
-        await eventually(lambda: dispatcher.open_sessions == 0, "the session closed")
+        await until_async(lambda: dispatcher.open_sessions == 0, "the session closed")
     finally:
         await server.stop(0)
 

@@ -11,7 +11,8 @@ from agent.controller import TaskController
 from agent.executor import Executor
 from runtime.errors import ContainerError
 from shoal.v1 import objects_pb2
-from tests.unit.agent.builders import TS, eventually, task, with_desired
+from tests.polling import until_async
+from tests.unit.agent.builders import TS, task, with_desired
 from tests.unit.agent.conftest import Reports
 from tests.unit.agent.fake_engine import FakeEngine, FakeImages
 
@@ -44,7 +45,7 @@ async def test_runs_to_running_with_container_id_and_pid(
     start: Start, reports: Reports, engine: FakeEngine
 ) -> None:
     controller = start(task("t1"))
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     assert reports.states("t1") == LIFECYCLE
     running = reports.of("t1")[-1]
     container = engine.containers[controller.container_id]
@@ -57,9 +58,9 @@ async def test_runs_to_running_with_container_id_and_pid(
 
 async def test_exit_zero_completes(start: Start, reports: Reports, engine: FakeEngine) -> None:
     controller = start(task("t1"))
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     engine.finish(controller.container_id, 0)
-    await eventually(lambda: reports.last_state("t1") == TS.COMPLETE, "COMPLETE")
+    await until_async(lambda: reports.last_state("t1") == TS.COMPLETE, "COMPLETE")
     done = reports.of("t1")[-1]
     assert done.exit_code == 0 and done.err == ""
     assert engine.containers[controller.container_id].cleanups == 1  # network, cgroup freed
@@ -70,9 +71,9 @@ async def test_non_zero_exit_fails_with_code(
     start: Start, reports: Reports, engine: FakeEngine
 ) -> None:
     controller = start(task("t1"))
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     engine.finish(controller.container_id, 3)
-    await eventually(lambda: reports.last_state("t1") == TS.FAILED, "FAILED")
+    await until_async(lambda: reports.last_state("t1") == TS.FAILED, "FAILED")
     failed = reports.of("t1")[-1]
     assert failed.err == "task: non-zero exit (3)"
     assert failed.exit_code == 3 and failed.container_status.exit_code == 3
@@ -82,7 +83,7 @@ async def test_missing_image_is_rejected_with_the_registry_message(
     start: Start, reports: Reports, engine: FakeEngine, images: FakeImages
 ) -> None:
     start(task("t1", image="registry:5000/nothere:1"))
-    await eventually(lambda: reports.last_state("t1") == TS.REJECTED, "REJECTED")
+    await until_async(lambda: reports.last_state("t1") == TS.REJECTED, "REJECTED")
     assert reports.states("t1") == [TS.ACCEPTED, TS.PREPARING, TS.REJECTED]
     assert reports.of("t1")[-1].err == "registry:5000/nothere:1: manifest unknown"
     assert images.pulls == ["registry:5000/nothere:1"]
@@ -93,9 +94,9 @@ async def test_image_pulled_only_when_missing(
     start: Start, reports: Reports, images: FakeImages
 ) -> None:
     start(task("t1", image="registry:5000/app:1"))
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "t1 RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "t1 RUNNING")
     start(task("t2", image="registry:5000/app:1"))
-    await eventually(lambda: reports.last_state("t2") == TS.RUNNING, "t2 RUNNING")
+    await until_async(lambda: reports.last_state("t2") == TS.RUNNING, "t2 RUNNING")
     assert images.pulls == ["registry:5000/app:1"]
 
 
@@ -105,11 +106,11 @@ async def test_concurrent_tasks_share_one_pull(
     images.gate.clear()
     for n in range(3):
         start(task(f"t{n}", image="registry:5000/app:1", slot=n + 1))
-    await eventually(
+    await until_async(
         lambda: all(reports.last_state(f"t{n}") == TS.PREPARING for n in range(3)), "PREPARING"
     )
     images.gate.set()
-    await eventually(
+    await until_async(
         lambda: all(reports.last_state(f"t{n}") == TS.RUNNING for n in range(3)), "RUNNING"
     )
     assert images.pulls == ["registry:5000/app:1"]
@@ -121,16 +122,16 @@ async def test_concurrent_tasks_share_one_lookup_and_later_ones_look_again(
     images.lookup_gate.clear()
     for n in range(3):
         start(task(f"t{n}", slot=n + 1))
-    await eventually(
+    await until_async(
         lambda: all(reports.last_state(f"t{n}") == TS.PREPARING for n in range(3)), "PREPARING"
     )
     images.lookup_gate.set()
-    await eventually(
+    await until_async(
         lambda: all(reports.last_state(f"t{n}") == TS.RUNNING for n in range(3)), "RUNNING"
     )
     assert len(images.lookups) == 1
     start(task("t3", slot=4))
-    await eventually(lambda: reports.last_state("t3") == TS.RUNNING, "t3 RUNNING")
+    await until_async(lambda: reports.last_state("t3") == TS.RUNNING, "t3 RUNNING")
     assert len(images.lookups) == 2  # not remembered: the image may be gone by now
     assert images.pulls == []
 
@@ -139,7 +140,7 @@ async def test_unsupported_spec_is_rejected_before_any_pull(
     start: Start, reports: Reports, images: FakeImages
 ) -> None:
     start(task("t1", image="registry:5000/app:1", read_only=True))
-    await eventually(lambda: reports.last_state("t1") == TS.REJECTED, "REJECTED")
+    await until_async(lambda: reports.last_state("t1") == TS.REJECTED, "REJECTED")
     assert "read_only" in reports.of("t1")[-1].err
     assert images.pulls == []
 
@@ -149,7 +150,7 @@ async def test_start_error_fails_the_task(
 ) -> None:
     engine.fail_start = ContainerError("exec nope: No such file or directory")
     start(task("t1"))
-    await eventually(lambda: reports.last_state("t1") == TS.FAILED, "FAILED")
+    await until_async(lambda: reports.last_state("t1") == TS.FAILED, "FAILED")
     assert reports.states("t1") == [*LIFECYCLE[:4], TS.FAILED]
     assert reports.of("t1")[-1].err == "exec nope: No such file or directory"
 
@@ -159,12 +160,12 @@ async def test_desired_ready_prepares_but_does_not_start(
 ) -> None:
     t = task("t1", desired=TS.READY)
     controller = start(t)
-    await eventually(lambda: reports.last_state("t1") == TS.READY, "READY")
+    await until_async(lambda: reports.last_state("t1") == TS.READY, "READY")
     await asyncio.sleep(0.2)  # give it room to go wrong: it must stay put
     assert reports.states("t1") == LIFECYCLE[:3]
     assert [op for op, _ in engine.calls] == ["create"]
     controller.update(task("t1", desired=TS.RUNNING, state=TS.READY))  # the manager caught up
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     assert reports.states("t1") == LIFECYCLE
 
 
@@ -173,14 +174,14 @@ async def test_desired_shutdown_stops_with_grace_then_removal_removes(
 ) -> None:
     t = task("t1", grace=2.5)
     controller = start(t)
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     controller.update(with_desired(t, TS.SHUTDOWN, TS.RUNNING))
-    await eventually(lambda: reports.last_state("t1") == TS.SHUTDOWN, "SHUTDOWN")
+    await until_async(lambda: reports.last_state("t1") == TS.SHUTDOWN, "SHUTDOWN")
     container = engine.containers[controller.container_id]
     assert container.stop_timeouts == [2.5]
     assert reports.of("t1")[-1].exit_code == 143  # SIGTERM
     controller.remove()
-    await eventually(lambda: controller.container_id not in engine.containers, "removal")
+    await until_async(lambda: controller.container_id not in engine.containers, "removal")
     assert reports.states("t1") == [*LIFECYCLE, TS.SHUTDOWN]
 
 
@@ -189,9 +190,9 @@ async def test_default_grace_is_ten_seconds(
 ) -> None:
     t = task("t1")
     controller = start(t)
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     controller.update(with_desired(t, TS.SHUTDOWN))
-    await eventually(lambda: reports.last_state("t1") == TS.SHUTDOWN, "SHUTDOWN")
+    await until_async(lambda: reports.last_state("t1") == TS.SHUTDOWN, "SHUTDOWN")
     assert engine.containers[controller.container_id].stop_timeouts == [10.0]
 
 
@@ -199,7 +200,7 @@ async def test_shutdown_before_start_never_starts(
     start: Start, reports: Reports, engine: FakeEngine
 ) -> None:
     start(task("t1", desired=TS.SHUTDOWN))
-    await eventually(lambda: reports.last_state("t1") == TS.SHUTDOWN, "SHUTDOWN")
+    await until_async(lambda: reports.last_state("t1") == TS.SHUTDOWN, "SHUTDOWN")
     assert reports.states("t1") == [TS.SHUTDOWN]
     assert engine.calls == []
 
@@ -208,9 +209,9 @@ async def test_removed_while_running_is_stopped_reported_and_removed(
     start: Start, reports: Reports, engine: FakeEngine
 ) -> None:
     controller = start(task("t1"))
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     controller.remove()
-    await eventually(lambda: engine.containers == {}, "container removed")
+    await until_async(lambda: engine.containers == {}, "container removed")
     assert reports.states("t1") == [*LIFECYCLE, TS.SHUTDOWN]
 
 
@@ -246,7 +247,7 @@ async def test_never_backwards_never_past_desired(
             if n:
                 controller.update(with_desired(t, desired))  # type: ignore[arg-type]
             stop = _stop_point(stop, desired)
-            await eventually(lambda s=stop: bool(seen) and seen[-1][0] == s, TS.Name(stop))  # type: ignore[arg-type,misc]
+            await until_async(lambda s=stop: bool(seen) and seen[-1][0] == s, TS.Name(stop))  # type: ignore[arg-type,misc]
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
@@ -262,44 +263,44 @@ async def test_never_backwards_never_past_desired(
 
 async def test_a_job_runs_to_completion(start: Start, reports: Reports, engine: FakeEngine) -> None:
     controller = start(task("t1", desired=TS.COMPLETE))
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     engine.finish(controller.container_id, 0)
-    await eventually(lambda: reports.last_state("t1") == TS.COMPLETE, "COMPLETE")
+    await until_async(lambda: reports.last_state("t1") == TS.COMPLETE, "COMPLETE")
 
 
 async def test_adopts_a_running_container_without_restarting_it(
     executor: Executor, engine: FakeEngine, reports: Reports, start: Start
 ) -> None:
     first = start(task("t1"))
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     pid = reports.of("t1")[-1].container_status.pid
     info = engine.inspect(first.container_id)
     calls_before = list(engine.calls)
     reports.all.clear()
 
     adopted = start(task("t1", state=TS.RUNNING), info)
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING again")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING again")
     status = reports.of("t1")[-1]
     assert status.message == "adopted"
     assert status.container_status.container_id == first.container_id
     assert status.container_status.pid == pid
     assert engine.calls == calls_before  # no create, no start
     engine.finish(adopted.container_id, 0)
-    await eventually(lambda: reports.last_state("t1") == TS.COMPLETE, "COMPLETE")
+    await until_async(lambda: reports.last_state("t1") == TS.COMPLETE, "COMPLETE")
 
 
 async def test_adopting_an_exited_container_reports_its_outcome(
     engine: FakeEngine, reports: Reports, start: Start
 ) -> None:
     first = start(task("t1"))
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     engine.finish(first.container_id, 7)
-    await eventually(
+    await until_async(
         lambda: engine.inspect(first.container_id)["State"]["Status"] == "exited", "exit"
     )
     reports.all.clear()
     start(task("t1", state=TS.RUNNING), engine.inspect(first.container_id))
-    await eventually(lambda: reports.last_state("t1") == TS.FAILED, "FAILED")
+    await until_async(lambda: reports.last_state("t1") == TS.FAILED, "FAILED")
     assert reports.of("t1")[-1].exit_code == 7
 
 
@@ -307,7 +308,7 @@ async def test_task_started_elsewhere_without_container_fails(
     reports: Reports, start: Start, engine: FakeEngine
 ) -> None:
     start(task("t1", state=TS.RUNNING))
-    await eventually(lambda: reports.last_state("t1") == TS.FAILED, "FAILED")
+    await until_async(lambda: reports.last_state("t1") == TS.FAILED, "FAILED")
     assert reports.of("t1")[-1].err == "the task's container is gone from this node"
     assert engine.calls == []
 
@@ -325,7 +326,7 @@ async def test_terminal_task_is_left_alone(
 async def test_a_manager_behind_hears_the_status_again(start: Start, reports: Reports) -> None:
     t = task("t1")
     controller = start(t)
-    await eventually(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
+    await until_async(lambda: reports.last_state("t1") == TS.RUNNING, "RUNNING")
     count = len(reports.of("t1"))
     controller.update(t)  # the manager still has ASSIGNED
     assert len(reports.of("t1")) == count + 1

@@ -23,7 +23,7 @@ from agent.log_subscriptions import LogSubscriptions
 from manager.logbroker import BrokerConfig, LogBroker, add_log_broker_service
 from manager.store import WriteTx
 from shoal.v1 import logs_pb2, objects_pb2, types_pb2
-from tests.unit.agent.builders import eventually
+from tests.polling import until, until_async
 from tests.unit.manager.dispatcher.fakes import local_store
 
 NODE = "n1"
@@ -171,9 +171,9 @@ def test_follow_reads_new_lines_and_stops_when_told(files: LogFiles) -> None:
     )
     reader.start()
     try:
-        asyncio.run(eventually(lambda: got == ["before"], "the first line"))
+        until(lambda: got, "the first line", holds=lambda g: g == ["before"])
         files.write("c1", "after", 1)
-        asyncio.run(eventually(lambda: got == ["before", "after"], "the line written later"))
+        until(lambda: got, "the line written later", holds=lambda g: g == ["before", "after"])
     finally:
         stop.set()
         reader.join(STEP)
@@ -208,7 +208,7 @@ async def cluster(files: LogFiles) -> AsyncIterator[Cluster]:
     agent = LogSubscriptions(NODE, files, scan_interval=0.05)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     serving = asyncio.create_task(agent.serve(channel))
-    await eventually(
+    await until_async(
         lambda: broker._term is not None and NODE in broker._term.listeners, "listening"
     )
     try:
@@ -257,15 +257,15 @@ async def test_follow_publishes_new_lines_and_new_containers_until_the_subscribe
             got.extend(texts([batch]))
 
     reading = asyncio.create_task(read())
-    await eventually(lambda: cluster.files.watched == ["c1"], "c1 followed")
+    await until_async(lambda: cluster.files.watched == ["c1"], "c1 followed")
     cluster.files.write("c1", "new", 1)
     cluster.files.add("c2", "t2")  # a task that started later: its whole log
     cluster.files.write("c2", "first of c2", 2)
-    await eventually(lambda: sorted(got) == ["first of c2", "new"], "the new lines")
+    await until_async(lambda: sorted(got) == ["first of c2", "new"], "the new lines")
 
     reading.cancel()  # the subscriber leaves: the agent's readers stop
     await asyncio.gather(reading, return_exceptions=True)
     term = cluster.broker._term
     assert term is not None and not term.subscriptions
     # A following reader asks whether its container still runs every 50 ms until it stops.
-    await eventually(lambda: time.monotonic() - cluster.files.last_poll > 0.5, "readers stopped")
+    await until_async(lambda: time.monotonic() - cluster.files.last_poll > 0.5, "readers stopped")

@@ -9,7 +9,8 @@ from prometheus_client import REGISTRY
 
 from agent.executor import Executor
 from agent.worker import Worker
-from tests.unit.agent.builders import TS, eventually, task, with_desired
+from tests.polling import until_async
+from tests.unit.agent.builders import TS, task, with_desired
 from tests.unit.agent.conftest import Reports
 from tests.unit.agent.fake_engine import FakeEngine
 
@@ -45,8 +46,8 @@ async def test_complete_set_runs_every_task(
 ) -> None:
     worker = workers()
     await worker.assign([task("a", slot=1), task("b", slot=2)])
-    await eventually(lambda: set(running(engine)) == {"a", "b"}, "both running")
-    await eventually(
+    await until_async(lambda: set(running(engine)) == {"a", "b"}, "both running")
+    await until_async(
         lambda: reports.last_state("a") == reports.last_state("b") == TS.RUNNING, "both reported"
     )
     assert gauge("shoal_agent_tasks", state="running") == 2
@@ -58,9 +59,9 @@ async def test_tasks_left_out_are_shut_down_and_removed(
 ) -> None:
     worker = workers()
     await worker.assign([task("a", slot=1), task("b", slot=2)])
-    await eventually(lambda: set(running(engine)) == {"a", "b"}, "both running")
+    await until_async(lambda: set(running(engine)) == {"a", "b"}, "both running")
     await worker.assign([task("a", slot=1, state=TS.RUNNING)])
-    await eventually(lambda: len(engine.containers) == 1, "b's container removed")
+    await until_async(lambda: len(engine.containers) == 1, "b's container removed")
     assert set(running(engine)) == {"a"}
     assert reports.last_state("b") == TS.SHUTDOWN
     assert gauge("shoal_agent_assignments") == 1
@@ -73,12 +74,12 @@ async def test_increments_add_change_and_remove(
     await worker.assign([])
     a = task("a")
     await worker.update([a], [])
-    await eventually(lambda: reports.last_state("a") == TS.RUNNING, "a running")
+    await until_async(lambda: reports.last_state("a") == TS.RUNNING, "a running")
     await worker.update([with_desired(a, TS.SHUTDOWN, TS.RUNNING)], [])
-    await eventually(lambda: reports.last_state("a") == TS.SHUTDOWN, "a shut down")
+    await until_async(lambda: reports.last_state("a") == TS.SHUTDOWN, "a shut down")
     assert len(engine.containers) == 1  # kept until the task goes: its logs stay readable
     await worker.update([], ["a"])
-    await eventually(lambda: engine.containers == {}, "a removed")
+    await until_async(lambda: engine.containers == {}, "a removed")
 
 
 async def test_a_restarted_worker_adopts_and_cleans_up(
@@ -86,7 +87,7 @@ async def test_a_restarted_worker_adopts_and_cleans_up(
 ) -> None:
     first = workers()
     await first.assign([task("a", slot=1), task("b", slot=2)])
-    await eventually(lambda: set(running(engine)) == {"a", "b"}, "both running")
+    await until_async(lambda: set(running(engine)) == {"a", "b"}, "both running")
     before = running(engine)
     await first.close()  # the agent goes away; its containers do not
     assert running(engine) == before
@@ -95,8 +96,8 @@ async def test_a_restarted_worker_adopts_and_cleans_up(
 
     second = workers()
     await second.assign([task("a", slot=1, state=TS.RUNNING)])  # b was removed meanwhile
-    await eventually(lambda: set(running(engine)) == {"a"}, "only a left")
-    await eventually(lambda: len(engine.containers) == 1, "b's container removed")
+    await until_async(lambda: set(running(engine)) == {"a"}, "only a left")
+    await until_async(lambda: len(engine.containers) == 1, "b's container removed")
     assert running(engine)["a"] == before["a"]  # the same process: not restarted
     assert [op for op, _ in engine.calls[calls:]] == ["stop", "remove"]
     (adopted,) = reports.of("a")
@@ -111,7 +112,7 @@ async def test_a_reconnect_reconciles_instead_of_restarting(
     worker = workers()
     a = task("a")
     await worker.assign([a])
-    await eventually(lambda: reports.last_state("a") == TS.RUNNING, "a running")
+    await until_async(lambda: reports.last_state("a") == TS.RUNNING, "a running")
     pid = running(engine)["a"]
     calls = len(engine.calls)
     await worker.assign([with_desired(a, TS.RUNNING, TS.RUNNING)])  # a new session's set
@@ -126,11 +127,11 @@ async def test_a_task_removed_and_assigned_again_waits_for_its_old_controller(
     worker = workers()
     a = task("a")
     await worker.assign([a])
-    await eventually(lambda: reports.last_state("a") == TS.RUNNING, "a running")
+    await until_async(lambda: reports.last_state("a") == TS.RUNNING, "a running")
     old = running(engine)["a"]
     await worker.update([], ["a"])
     await worker.update([task("a")], [])
-    await eventually(
+    await until_async(
         lambda: running(engine).get("a", old) != old and len(engine.containers) == 1, "a again"
     )
     ops = [op for op, _ in engine.calls]

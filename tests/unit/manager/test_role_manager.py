@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,6 +14,7 @@ from manager.raft.membership import check_remove
 from manager.role_manager import RaftRemovalCheck, RoleManager
 from manager.store import LocalProposer, Store, WriteTx
 from shoal.v1 import objects_pb2, types_pb2
+from tests.polling import until_async
 
 LEADER = "10.0.0.1:4243"
 
@@ -224,13 +225,6 @@ async def _running(roles: RoleManager) -> AsyncIterator[None]:
             await task
 
 
-async def _until(condition: Callable[[], object], what: str, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-    assert condition(), what
-
-
 async def test_run_follows_changes_one_at_a_time_and_retries_refusals(
     three_managers: tuple[Store, FakeRaft],
 ) -> None:
@@ -238,12 +232,16 @@ async def test_run_follows_changes_one_at_a_time_and_retries_refusals(
     raft.reachable = {LEADER, "10.0.0.2:4243"}
     async with _running(RoleManager(store, raft, LEADER, retry_seconds=0.05)):
         await _set_desired(store, "two", types_pb2.WORKER)
-        await _until(lambda: _node(store, "two").status.message, "refusal reported")
+        await until_async(lambda: _node(store, "two").status.message, "refusal reported")
         assert raft.members == THREE
         raft.reachable = set(THREE)  # no store event: the timed retry picks it up
-        await _until(lambda: _node(store, "two").role == types_pb2.WORKER, "demoted")
+        await until_async(
+            lambda: _node(store, "two").role, "demoted", holds=lambda r: r == types_pb2.WORKER
+        )
         await _set_desired(store, "four", types_pb2.MANAGER)
-        await _until(lambda: _node(store, "four").role == types_pb2.MANAGER, "promoted")
+        await until_async(
+            lambda: _node(store, "four").role, "promoted", holds=lambda r: r == types_pb2.MANAGER
+        )
     assert raft.removed == ["10.0.0.2:4243"]
 
 

@@ -21,6 +21,7 @@ from manager.ca.root_ca import RootCA
 from node.identity import Identity, NodeState
 from node.renewal import CertificateRenewal, RenewalError, renew_through
 from shoal.v1 import specs_pb2
+from tests.polling import until_async
 
 HOUR = datetime.timedelta(hours=1)
 START = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -197,11 +198,8 @@ async def test_renew_now_cuts_the_wait_short(tmp_path: Path) -> None:
     renewal = harness.renewal()
     renewal._sleep = sleep
     running = asyncio.ensure_future(renewal.run())
-    for _ in range(100):
-        if waits:
-            break
-        await asyncio.sleep(0)
-    assert waits and not harness.renewed
+    await until_async(lambda: waits, "the renewal to wait", interval_s=0, max_tries=100)
+    assert not harness.renewed
     renewal.renew_now()
     with pytest.raises(Stop):
         await asyncio.wait_for(running, 5)

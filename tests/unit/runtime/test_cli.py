@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from runtime import cli
@@ -94,3 +95,40 @@ def test_objects_alive_at_exit_are_frozen_before_the_last_collection() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     frozen = int(out.stdout.split("frozen ")[1])
     assert frozen > 1000  # every object of the imported modules
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cpus", "nan"], "invalid CPU count 'nan': must be a number greater than 0"),
+        (["--cpus", "inf"], "invalid CPU count 'inf': must be a number greater than 0"),
+        (["--cpus", "0"], "invalid CPU count '0': must be a number greater than 0"),
+        (["--cpus", "half"], "invalid CPU count 'half': expected a number, e.g. 0.5"),
+        (["--memory", "99999999t"], "invalid size '99999999t': more than 8 EiB"),
+        (["--tmpfs", "/tmp:size=lots"], "invalid size 'lots': expected e.g. 512, 64m, 1g"),
+    ],
+)
+def test_run_refuses_bad_limits_with_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Before any container or image is touched: `shoal run --cpus nan` once ended in a
+    traceback (its copy of parse_cpus lacked the isfinite check)."""
+    result = CliRunner().invoke(cli.main, ["--root", str(tmp_path), "run", *args, "busybox"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # not a traceback
+    assert result.stderr == f"shoal: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_with_cpus_nan_in_a_real_shoal_process(tmp_path: Path) -> None:
+    shoal = Path(sys.executable).parent / "shoal"
+    result = subprocess.run(
+        [str(shoal), "--root", str(tmp_path), "run", "--cpus", "nan", "busybox", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert (
+        result.stderr == "shoal: error: invalid CPU count 'nan': must be a number greater than 0\n"
+    )

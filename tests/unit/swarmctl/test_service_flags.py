@@ -41,6 +41,7 @@ CASES: list[tuple[list[str], Any, Any]] = [
     (["--replicas-max-per-node", "2"], lambda s: s.task.placement.max_replicas, 2),
     (["--reserve-cpu", "0.5"], lambda s: s.task.resources.reservations.nano_cpus, S // 2),
     (["--limit-cpu", "2"], lambda s: s.task.resources.limits.nano_cpus, 2 * S),
+    (["--limit-cpu", "0"], lambda s: s.task.resources.limits.nano_cpus, 0),  # no limit
     (["--reserve-memory", "64m"], lambda s: s.task.resources.reservations.memory_bytes, 64 << 20),
     (["--limit-memory", "1g"], lambda s: s.task.resources.limits.memory_bytes, 1 << 30),
     (
@@ -156,6 +157,9 @@ BAD: list[tuple[list[str], str]] = [
     (["--update-delay", "5x"], "invalid duration '5x'"),
     (["--limit-memory", "lots"], "invalid size 'lots'"),
     (["--reserve-cpu", "half"], "invalid CPU count 'half'"),
+    (["--limit-cpu", "nan"], "invalid CPU count 'nan': must be a number 0 or more"),
+    (["--limit-memory", "99999999t"], "invalid size '99999999t': more than 8 EiB"),
+    (["--stop-grace-period", "9999999h"], "invalid duration '9999999h': longer than"),
     (["--publish", "80:99999"], "invalid --publish '80:99999'"),
     (["--publish", "80:80/icmp"], "unknown protocol 'icmp'"),
     (["--publish", "mode=sideways,80"], "cannot use 'mode=sideways'"),

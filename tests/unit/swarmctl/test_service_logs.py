@@ -16,7 +16,7 @@ import pytest
 from shoal.v1 import control_pb2_grpc, logs_pb2, logs_pb2_grpc, objects_pb2, types_pb2
 from swarmctl.cli import main
 from swarmctl.errors import SwarmctlError
-from swarmctl.logs import LogFormat, format_line, parse_since, parse_tail
+from swarmctl.logs import LogFormat, format_line, parse_tail
 from tests.unit.swarmctl.conftest import Result
 from tests.unit.swarmctl.fake_control import FakeControl
 from tests.unit.swarmctl.test_commands import add_service
@@ -151,12 +151,9 @@ def test_errors_are_one_line(cli: Cli) -> None:
     assert cut.err == f"swarmctl: error: {cli.logs.error}\n"
 
 
-def test_parsing_tail_and_since() -> None:
+def test_parsing_tail() -> None:
     assert parse_tail("all") == -1 and parse_tail("7") == 7
     with pytest.raises(SwarmctlError):
         parse_tail("x")
-    assert parse_since("1700000000.5").ToNanoseconds() == 1_700_000_000_500_000_000
-    assert parse_since("2024-01-02T15:04:05Z").ToJsonString() == "2024-01-02T15:04:05Z"
-    assert parse_since("1h30m", now_s=10_000).ToSeconds() == 10_000 - 5_400
     line = logs_pb2.LogMessage(data=b"x")
     assert format_line(line, "p | ", LogFormat(raw=True)) == "x\n"

@@ -15,10 +15,10 @@ from manager.ca.certificates import create_csr, generate_node_key
 from manager.ca.client import NodeCredentials
 from manager.ca.cluster_ca import ClusterCA
 from manager.ca.pem import certificate_pem, private_key_pem
-from manager.ca.registry import MemoryNodeRegistry
 from manager.ca.roles import Role
 from manager.ca.server import CA_POLICIES, add_ca_services
-from manager.ca.tls import join_server_credentials, mutual_tls_server_credentials
+from manager.reloadable_tls import ReloadableServerCredentials
+from tests.unit.manager.ca.fakes import MemoryNodeRegistry
 
 PROBE = "shoal.test.Probe"
 MANAGERS_ONLY = f"/{PROBE}/ManagersOnly"
@@ -75,9 +75,11 @@ async def manager() -> AsyncIterator[Manager]:
     server.add_generic_rpc_handlers((probe_handler(authorizer),))
     cert_pem, key_pem = certificate_pem(own.certificate), private_key_pem(own.key)
     cluster_port = server.add_secure_port(
-        "127.0.0.1:0", mutual_tls_server_credentials(ca.root.cert_pem, cert_pem, key_pem)
+        "127.0.0.1:0", ReloadableServerCredentials(cert_pem, key_pem, ca.root.cert_pem).credentials
     )
-    join_port = server.add_secure_port("127.0.0.1:0", join_server_credentials(cert_pem, key_pem))
+    join_port = server.add_secure_port(
+        "127.0.0.1:0", ReloadableServerCredentials(cert_pem, key_pem, None).credentials
+    )
     await server.start()
     try:
         yield Manager(

@@ -13,7 +13,8 @@ from manager.ca.join_tokens import JoinToken
 from manager.ca.pem import certificate_pem, private_key_pem
 from manager.ca.roles import Role
 from manager.ca.server import CAServicer
-from manager.ca.tls import MANAGER_CHANNEL_OPTIONS, channel_credentials, join_server_credentials
+from manager.ca.tls import MANAGER_CHANNEL_OPTIONS, channel_credentials
+from manager.reloadable_tls import ReloadableServerCredentials
 from shoal.v1 import ca_pb2, ca_pb2_grpc, specs_pb2, types_pb2
 from tests.integration.manager.ca.conftest import (
     ANY_NODE,
@@ -273,7 +274,9 @@ async def test_impostor_serving_the_real_root_with_its_own_certificate_is_refuse
     ca_pb2_grpc.add_CAServicer_to_server(CAServicer(manager.ca), impostor)
     port = impostor.add_secure_port(
         "127.0.0.1:0",
-        join_server_credentials(certificate_pem(foreign.certificate), private_key_pem(foreign.key)),
+        ReloadableServerCredentials(
+            certificate_pem(foreign.certificate), private_key_pem(foreign.key), None
+        ).credentials,
     )
     await impostor.start()
     try:

@@ -14,7 +14,8 @@ from manager.ca.client import join_cluster
 from manager.ca.errors import AuthorizationError
 from manager.ca.pem import certificate_pem, private_key_pem
 from manager.ca.roles import Role
-from manager.ca.tls import MANAGER_CHANNEL_OPTIONS, mutual_tls_server_credentials
+from manager.ca.tls import MANAGER_CHANNEL_OPTIONS
+from manager.reloadable_tls import ReloadableServerCredentials
 from tests.integration.manager.ca.conftest import Manager
 
 WHOAMI = "/shoal.test.SyncProbe/WhoAmI"
@@ -43,9 +44,9 @@ def sync_address(manager: Manager) -> Iterator[str]:
     own = manager.credentials
     port = server.add_secure_port(
         "127.0.0.1:0",
-        mutual_tls_server_credentials(
-            manager.ca.root.cert_pem, certificate_pem(own.certificate), private_key_pem(own.key)
-        ),
+        ReloadableServerCredentials(
+            certificate_pem(own.certificate), private_key_pem(own.key), manager.ca.root.cert_pem
+        ).credentials,
     )
     server.start()
     try:

@@ -11,11 +11,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from tests.polling import until
 
 NODE_PROGRAM = Path(__file__).with_name("raft_node.py")
 
@@ -31,19 +32,9 @@ class NodeError(Exception):
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float, period: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy; AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = check()
-        except (OSError, NodeError) as error:
-            last_error, result = error, None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what} ({last_error})")
-        time.sleep(period)
+    """`tests.polling.until` for raft nodes: a request that fails meanwhile (the node is
+    not up, or refuses) counts as not yet."""
+    return until(check, what, timeout_s=timeout, interval_s=period, retry_on=(OSError, NodeError))
 
 
 @dataclass

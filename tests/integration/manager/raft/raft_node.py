@@ -105,9 +105,6 @@ class Node:
         )
         return {"objects": count}
 
-    async def op_compact(self) -> dict[str, Any]:
-        return {"snapshot_index": await self.raft.compact()}
-
     async def op_barrier(self) -> dict[str, Any]:
         return {"index": await self.raft.read_barrier()}
 

@@ -1,6 +1,6 @@
-"""Raft + store across separate processes in lab machines: replication, failover without
-lost or doubled writes, full-cluster restart, catch-up from a large snapshot, the cluster
-key, and membership changes that would lose quorum."""
+"""Raft + store across separate processes in lab machines: replication, read barriers on
+every member, failover without lost or doubled writes, full-cluster restart, catch-up from a
+large snapshot, the cluster key, and membership changes that would lose quorum."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from deploy import namespaces
+from common import namespaces
 from tests.integration.manager.raft.cluster import (
     NodeError,
     RaftCluster,
@@ -84,6 +84,22 @@ def test_writes_replicate_to_every_member(make_cluster: MakeCluster) -> None:
     assert refused.value.answer["leader"] == leader.address
 
 
+def test_a_read_barrier_on_any_member_sees_every_write_acknowledged_before_it(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(3)
+    leader = cluster.leader()
+    followers = [n for n in cluster.nodes if n is not leader]
+    for i in range(20):
+        acknowledged = leader.request("put", key=f"k{i}")["index"]
+        for node in [*followers, leader]:
+            barrier = node.request("barrier")["index"]
+            assert barrier > acknowledged
+            found = node.request("counts")
+            assert found["store_index"] >= barrier
+            assert found["counts"].get(f"k{i}") == 1, (node.address, i)
+
+
 @pytest.mark.parametrize("members", [3, 5])
 def test_leader_kill_loses_no_acknowledged_write_and_applies_none_twice(
     make_cluster: MakeCluster, members: int
@@ -122,17 +138,32 @@ def test_leader_kill_loses_no_acknowledged_write_and_applies_none_twice(
     print(f"failover with {members} members: {failover:.2f} s to the next acknowledged write")
 
 
+def snapshots_above(cluster: RaftCluster, index: int) -> dict[str, int]:
+    """Each member's snapshot index, once every member's compaction policy has written a
+    snapshot above `index` (polled)."""
+
+    def written() -> dict[str, int] | None:
+        found = {n.address: n.status()["snapshot_index"] for n in cluster.nodes}
+        return found if all(i > index for i in found.values()) else None
+
+    result: dict[str, int] = wait_until(f"snapshots above index {index}", written, timeout=60)
+    return result
+
+
 def test_whole_cluster_killed_and_restarted_keeps_everything(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(3, compaction_min_entries=100)
     leader = cluster.leader()
     for i in range(250):
         leader.request("put", key=f"before-{i}")
     cluster.converged()
-    snapshots = {n.address: n.request("compact")["snapshot_index"] for n in cluster.nodes}
-    assert all(index > 200 for index in snapshots.values()), snapshots
+    # More than 100 entries in a journal: the compaction policy snapshots (twice by now).
+    snapshots = snapshots_above(cluster, 150)
     for i in range(40):  # in the journals only, after the snapshots
         leader.request("put", key=f"after-{i}")
     digest = cluster.converged()
+    for node in cluster.nodes:
+        status = node.status()
+        assert status["snapshot_index"] < status["store_index"], "nothing in the journal"
     expected = counts(leader)
     assert len(expected) == 290
 
@@ -152,11 +183,22 @@ def test_new_member_catches_up_from_a_large_snapshot(make_cluster: MakeCluster) 
     loading it outlasts that, so it completes only because the member acknowledges every
     chunk (without those acks this test times out: pysyncobj restarts the transfer
     forever, a size cliff)."""
-    cluster = make_cluster(4, members=3, connection_timeout=1.4)
+    cluster = make_cluster(4, members=3, connection_timeout=1.4, compaction_min_entries=30)
     newcomer = cluster.nodes[3]
     fill(cluster, 60_000_000)
     leader = cluster.leader()
-    snapshot_index = leader.request("compact", timeout=120)["snapshot_index"]
+    filled = leader.status()["store_index"]
+    # Small writes until the compaction policy has snapshotted all of the fill.
+    extra = iter(range(10**6))
+
+    def snapshot_of_the_fill() -> int | None:
+        status = leader.status()
+        if status["snapshot_index"] >= filled:
+            return int(status["snapshot_index"])
+        leader.request("put", key=f"after-fill-{next(extra)}")
+        return None
+
+    snapshot_index: int = wait_until("a snapshot of the fill", snapshot_of_the_fill, 120)
     size = leader.request("digest")["bytes"]
     assert size >= 60_000_000
 

@@ -17,10 +17,11 @@ import pytest
 
 from runtime.container.cgroups import Limits
 from runtime.container.engine import Engine
-from runtime.container.spec import ContainerSpec, Mount
+from runtime.container.spec import ContainerSpec, Mount, OverlayAttachment
 from runtime.errors import ContainerError
 from runtime.network.errors import NetworkError
 from tests.integration.local_image import LocalImage
+from tests.polling import until
 
 
 def _spec(*command: str, **kwargs: object) -> ContainerSpec:
@@ -251,11 +252,14 @@ sys.stdin.read()
     assert record is not None and record["exit_code"] == 137
 
 
-def _wait_for_output(engine: Engine, cid: str, text: str, deadline_s: float = 10) -> None:
-    deadline = time.monotonic() + deadline_s
-    while text not in _out(engine, cid):
-        assert time.monotonic() < deadline, f"no {text!r} in the log of {cid[:12]}"
-        time.sleep(0.02)
+def _wait_for_output(engine: Engine, cid: str, text: str, timeout_s: float = 10) -> None:
+    until(
+        lambda: _out(engine, cid),
+        f"{text!r} in the log of {cid[:12]}",
+        holds=lambda out: text in out,
+        timeout_s=timeout_s,
+        interval_s=0.02,
+    )
 
 
 class RecordingNetwork:
@@ -272,12 +276,27 @@ class RecordingNetwork:
         if self.fail_prepare:
             raise NetworkError("the network could not get ready (on purpose)")
 
-    def attach(self, container_id: str, netns_path: str, ports: Sequence[str]) -> dict[str, Any]:
+    def attach(
+        self, container_id: str, netns_path: str, ports: Sequence[str], ifname: str
+    ) -> dict[str, Any]:
         self.calls.append(("attach", netns_path))
         return {"ip": "192.0.2.7"}  # TEST-NET-1: written to the container's /etc/hosts only
 
     def detach(self, container_id: str) -> None:
         self.calls.append(("detach", container_id))
+
+    def attach_overlay(
+        self, container_id: str, netns_path: str, overlay: OverlayAttachment, ifname: str
+    ) -> dict[str, Any]:
+        raise AssertionError("no overlay was asked for")
+
+    def detach_overlay(self, container_id: str, overlay: OverlayAttachment) -> None:
+        raise AssertionError("no overlay was asked for")
+
+    def set_overlay_peers(
+        self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]
+    ) -> None:
+        raise AssertionError("no overlay was asked for")
 
 
 def test_the_network_gets_ready_while_the_container_is_being_set_up(

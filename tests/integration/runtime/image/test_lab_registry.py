@@ -5,7 +5,6 @@ machine and pulled on another, and `shoal pull` through the real CLI."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import stat
@@ -17,7 +16,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from deploy.namespaces import entered_netns
+from common import libc
+from common.namespaces import entered_netns
 from runtime.config import EngineConfig
 from runtime.image import mediatypes
 from runtime.image.changes import Change, diff
@@ -27,9 +27,6 @@ from runtime.image.store import ImageStore
 from tests.integration.conftest import LabHandle
 
 SHOAL = str(Path(sys.executable).parent / "shoal")
-_libc = ctypes.CDLL(None, use_errno=True)
-MS_RDONLY = 1
-MNT_DETACH = 2
 
 
 def store_at(root: Path, lab: LabHandle) -> ImageStore:
@@ -45,13 +42,11 @@ def mounted(image: Image, target: Path) -> Iterator[Path]:
     """The image's layers (two or more) mounted read-only with overlayfs at `target`."""
     target.mkdir()
     options = "lowerdir=" + ":".join(str(d) for d in image.lower_dirs())
-    if _libc.mount(b"overlay", bytes(target), b"overlay", MS_RDONLY, options.encode()) != 0:
-        raise OSError(ctypes.get_errno(), "mount overlay", str(target))
+    libc.mount("overlay", str(target), "overlay", libc.MS_RDONLY, options)
     try:
         yield target
     finally:
-        if _libc.umount2(bytes(target), MNT_DETACH) != 0:
-            raise OSError(ctypes.get_errno(), "umount overlay", str(target))
+        libc.umount(str(target))
 
 
 def test_pull_both_formats_then_nothing_twice(

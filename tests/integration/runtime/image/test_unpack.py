@@ -5,7 +5,6 @@ overlayfs, mounting two unpacked layers, hides what the upper one whites out."""
 
 from __future__ import annotations
 
-import ctypes
 import gzip
 import hashlib
 import os
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from common import libc
 from runtime.image.errors import LayerError, UnsafeLayerEntry
 from runtime.image.layer_store import LayerStore
 from tests.integration.host_snapshot import HostSnapshot
@@ -229,10 +229,6 @@ def test_benign_layer_is_extracted_faithfully(store: LayerStore, tmp_path: Path)
     assert not store.unpack(chain, info.diff_id, lambda: pytest.fail("unpacked twice"))
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-MS_RDONLY = 1
-
-
 def test_overlay_of_two_layers_applies_whiteouts(
     store: LayerStore, tmp_path: Path, host_unchanged: HostSnapshot
 ) -> None:
@@ -259,14 +255,12 @@ def test_overlay_of_two_layers_applies_whiteouts(
     )
     target = tmp_path / "merged"
     target.mkdir()
-    options = f"lowerdir={store.link(upper)}:{store.link(lower)}".encode()
-    if _libc.mount(b"overlay", bytes(target), b"overlay", MS_RDONLY, options) != 0:
-        raise OSError(ctypes.get_errno(), "mount overlay")
+    options = f"lowerdir={store.link(upper)}:{store.link(lower)}"
+    libc.mount("overlay", str(target), "overlay", libc.MS_RDONLY, options)
     try:
         assert sorted(os.listdir(target / "etc")) == ["kept"]
         assert not (target / "etc" / "gone").exists()
         assert sorted(os.listdir(target / "var" / "cache")) == ["new"]
         assert (target / "etc" / "kept").read_bytes() == b"kept"
     finally:
-        if _libc.umount2(bytes(target), 2) != 0:
-            raise OSError(ctypes.get_errno(), "umount overlay")
+        libc.umount(str(target))

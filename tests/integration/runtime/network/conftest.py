@@ -3,9 +3,7 @@ namespaces, and sockets made inside namespaces (the only places test traffic may
 
 from __future__ import annotations
 
-import os
 import socket
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,25 +12,16 @@ from typing import Any, TypeVar
 import pytest
 from pyroute2 import IPRoute
 
-from deploy import libc, namespaces
+from common import libc, namespaces
 from deploy.netns_driver import Machine
 from runtime.config import EngineConfig
 from runtime.network import Attachment, BridgeNetwork, parse_port
 from runtime.network import nft as nft_command
-from runtime.network.netns import call_in_netns, open_netns
 from tests.integration.conftest import LabHandle
+from tests.polling import until
 
 T = TypeVar("T")
 TIMEOUT_S = 5.0
-
-
-def in_netns(path: Path, work: Callable[[], T]) -> T:
-    """Run `work` in a thread inside the network namespace bound at `path`."""
-    fd = open_netns(str(path))
-    try:
-        return call_in_netns(fd, work)
-    finally:
-        os.close(fd)
 
 
 def links_in(path: Path) -> dict[str, Any]:
@@ -42,7 +31,7 @@ def links_in(path: Path) -> dict[str, Any]:
         with IPRoute() as ipr:
             return {str(link.get_attr("IFLA_IFNAME")): link for link in ipr.get_links()}
 
-    return in_netns(path, work)
+    return namespaces.call_in_netns(path, work)
 
 
 def ipv4_of(path: Path, ifname: str) -> list[str]:
@@ -56,7 +45,7 @@ def ipv4_of(path: Path, ifname: str) -> list[str]:
                 for a in ipr.get_addr(index=found[0], family=socket.AF_INET)
             ]
 
-    return in_netns(path, work)
+    return namespaces.call_in_netns(path, work)
 
 
 def default_gateway_of(path: Path) -> str | None:
@@ -67,12 +56,12 @@ def default_gateway_of(path: Path) -> str | None:
                     return str(route.get_attr("RTA_GATEWAY"))
         return None
 
-    return in_netns(path, work)
+    return namespaces.call_in_netns(path, work)
 
 
 def tcp_server(path: Path, port: int, address: str = "0.0.0.0") -> socket.socket:
     """A listening TCP socket inside the namespace at `path`."""
-    server = in_netns(path, lambda: socket.create_server((address, port)))
+    server = namespaces.call_in_netns(path, lambda: socket.create_server((address, port)))
     server.settimeout(TIMEOUT_S)
     return server
 
@@ -85,13 +74,15 @@ def udp_server(path: Path, port: int) -> socket.socket:
         sock.bind(("0.0.0.0", port))
         return sock
 
-    return in_netns(path, make)
+    return namespaces.call_in_netns(path, make)
 
 
 def tcp_exchange(server: socket.socket, client_ns: Path, address: str, port: int) -> str:
     """Connect from `client_ns` to address:port, answered by `server`; returns the client
     address the server saw. The client socket is made inside `client_ns`."""
-    client = in_netns(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    client = namespaces.call_in_netns(
+        client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    )
     with client:
         client.settimeout(TIMEOUT_S)
         client.connect((address, port))
@@ -106,7 +97,9 @@ def tcp_exchange(server: socket.socket, client_ns: Path, address: str, port: int
 
 def udp_client(path: Path) -> socket.socket:
     """An unbound UDP socket inside the namespace at `path`."""
-    client = in_netns(path, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    client = namespaces.call_in_netns(
+        path, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    )
     client.settimeout(TIMEOUT_S)
     return client
 
@@ -115,17 +108,19 @@ def udp_exchange(server: socket.socket, client: socket.socket, address: str, por
     """Send datagrams from `client` to address:port until `server` gets one (bounded),
     answer it, and return the client address the server saw."""
     server.settimeout(0.2)
-    deadline = time.monotonic() + TIMEOUT_S
-    for _ in range(50):
+
+    def ping() -> tuple[bytes, Any]:
         client.sendto(b"ping", (address, port))
-        try:
-            data, peer = server.recvfrom(16)
-            break
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                break
-    else:
-        pytest.fail(f"no datagram reached the server via {address}:{port}")
+        return server.recvfrom(16)
+
+    data, peer = until(
+        ping,
+        f"a datagram to reach the server via {address}:{port}",
+        timeout_s=TIMEOUT_S,
+        interval_s=0,  # each try waits for an answer already
+        max_tries=50,
+        retry_on=(TimeoutError,),
+    )
     assert data == b"ping", f"no datagram reached the server via {address}:{port}"
     server.sendto(b"pong", peer)
     assert client.recvfrom(16)[0] == b"pong"

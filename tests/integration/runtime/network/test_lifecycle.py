@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from deploy import namespaces
+from common import namespaces
 from runtime.network import (
     NetworkError,
     PortConflictError,
@@ -94,7 +94,7 @@ def test_bad_input_is_refused_clearly_and_leaves_nothing(
     for container_id, netns, message in (
         ("../evil", ns2, "invalid container id"),
         ("c2", tmp_path / "missing", "cannot open network namespace"),
-        ("c2", not_a_namespace, "is not a network namespace"),
+        ("c2", not_a_namespace, ": not a network namespace"),
         ("c2", host1.netns, "is the engine's own network namespace"),
         ("c1", ns2, "container c1 is already attached"),
         ("c2", ns1, "the container already has eth0"),

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from manager.allocator import Allocator
 from manager.store import LocalProposer, Store, WriteTx, new_id
 from shoal.v1 import objects_pb2, types_pb2
+from tests.polling import until_async
 
-T = TypeVar("T")
 TCP = types_pb2.PortConfig.TCP
 UDP = types_pb2.PortConfig.UDP
 
@@ -33,19 +32,6 @@ async def running(store: Store, chunk: int | None = None) -> AsyncIterator[Alloc
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def eventually(check: Callable[[], T | None], what: str, timeout: float = 5.0) -> T:
-    """Poll `check` until it returns something truthy, for at most `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 def network(
@@ -127,31 +113,35 @@ def get_service(store: Store, service_id: str) -> objects_pb2.Service | None:
 async def pending(store: Store, task_id: str) -> objects_pb2.Task:
     """The task once the allocator moved it to PENDING."""
 
-    def check() -> objects_pb2.Task | None:
-        t = get_task(store, task_id)
-        return t if t is not None and t.status.state == types_pb2.PENDING else None
-
-    return await eventually(check, f"task {task_id} to be PENDING")
+    found = await until_async(
+        lambda: get_task(store, task_id),
+        f"task {task_id} to be PENDING",
+        holds=lambda t: t is not None and t.status.state == types_pb2.PENDING,
+    )
+    assert found is not None
+    return found
 
 
 async def waiting(store: Store, task_id: str) -> objects_pb2.Task:
     """The task once the allocator wrote why it cannot allocate it (still NEW)."""
 
-    def check() -> objects_pb2.Task | None:
-        t = get_task(store, task_id)
-        return t if t is not None and t.status.err else None
-
-    found = await eventually(check, f"task {task_id} to carry an allocation error")
-    assert found.status.state == types_pb2.NEW
+    found = await until_async(
+        lambda: get_task(store, task_id),
+        f"task {task_id} to carry an allocation error",
+        holds=lambda t: t is not None and t.status.err,
+    )
+    assert found is not None and found.status.state == types_pb2.NEW
     return found
 
 
 async def allocated_network(store: Store, network_id: str) -> objects_pb2.Network:
-    def check() -> objects_pb2.Network | None:
-        n = get_network(store, network_id)
-        return n if n is not None and "vni" in n.driver_state.options else None
-
-    return await eventually(check, f"network {network_id} to be allocated")
+    found = await until_async(
+        lambda: get_network(store, network_id),
+        f"network {network_id} to be allocated",
+        holds=lambda n: n is not None and "vni" in n.driver_state.options,
+    )
+    assert found is not None
+    return found
 
 
 def address_of(t: objects_pb2.Task, network_id: str) -> str:

@@ -7,6 +7,7 @@ from prometheus_client import REGISTRY
 from manager.allocator import FIRST_DYNAMIC_PORT, FIRST_VNI, INGRESS_NETWORK_NAME, VNI_OPTION
 from manager.store import WriteTx
 from shoal.v1 import objects_pb2, types_pb2
+from tests.polling import until_async
 
 from .helpers import (
     UDP,
@@ -14,7 +15,6 @@ from .helpers import (
     allocated_network,
     create,
     delete_task,
-    eventually,
     get_network,
     get_service,
     get_task,
@@ -245,17 +245,16 @@ async def test_a_service_update_keeps_its_dynamic_port_and_frees_removed_ones() 
 
         await store.update(update)
 
-        def reallocated() -> objects_pb2.Service | None:
-            s = get_service(store, web.id)
-            return (
-                s
-                if s is not None
+        updated = await until_async(
+            lambda: get_service(store, web.id),
+            "the service's new endpoint",
+            holds=lambda s: (
+                s is not None
                 and len(s.endpoint.ports) == 2
                 and s.endpoint.ports[1].target_port == 82
-                else None
-            )
-
-        updated = await eventually(reallocated, "the service's new endpoint")
+            ),
+        )
+        assert updated is not None
         assert updated.endpoint.ports[0].published_port == dynamic
         other = service("other", ports=[port(90, 9000)])  # 9000 is free again
         ot = task(other)

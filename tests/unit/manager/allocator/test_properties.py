@@ -19,10 +19,10 @@ from .helpers import (
     allocated_network,
     create,
     delete_task,
-    eventually,
     ip,
     local_store,
     network,
+    pending,
     service,
     set_state,
     task,
@@ -68,12 +68,7 @@ async def settle(store: Store) -> None:
     in order, so it has once a task created now is PENDING."""
     marker = task()
     await create(store, marker)
-
-    def done() -> bool:
-        t = store.view(lambda tx: tx.get(objects_pb2.Task, marker.id))
-        return t is not None and t.status.state == types_pb2.PENDING
-
-    await eventually(done, "the allocator to catch up")
+    await pending(store, marker.id)
 
 
 async def scenario(operations: list[Op]) -> None:

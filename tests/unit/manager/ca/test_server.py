@@ -9,11 +9,15 @@ from prometheus_client import REGISTRY
 from manager.ca.auth import Authorizer
 from manager.ca.certificates import create_csr, generate_node_key, verify_node_certificate
 from manager.ca.cluster_ca import ClusterCA
-from manager.ca.registry import MemoryNodeRegistry
 from manager.ca.roles import Role
 from manager.ca.server import CA_POLICIES, CAServicer, NodeCAServicer
 from shoal.v1 import ca_pb2, specs_pb2, types_pb2
-from tests.unit.manager.ca.fakes import Aborted, FakeContext, node_certificate_pem
+from tests.unit.manager.ca.fakes import (
+    Aborted,
+    FakeContext,
+    MemoryNodeRegistry,
+    node_certificate_pem,
+)
 
 
 @pytest.fixture

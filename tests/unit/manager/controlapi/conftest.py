@@ -8,11 +8,11 @@ import pytest
 from manager.controlapi import ControlServicer
 from tests.unit.manager.controlapi.helpers import (
     Control,
-    FakeClock,
     async_stub,
     control_server,
     local_store,
 )
+from tests.unit.manager.fake_clock import FakeClock
 
 
 @pytest.fixture

@@ -10,24 +10,11 @@ from typing import Any, cast
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from manager.controlapi import ControlServicer, add_control_service
 from manager.store import LocalProposer, Store, StoreObject, new_id
 from shoal.v1 import control_pb2_grpc, objects_pb2, specs_pb2, types_pb2
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when told to."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def timestamp(self) -> Timestamp:
-        return Timestamp(seconds=int(self.now))
+from tests.unit.manager.fake_clock import FakeClock
 
 
 def local_store(clock: FakeClock) -> Store:

@@ -19,13 +19,13 @@ from manager.store import (
 from shoal.v1 import control_pb2, objects_pb2, types_pb2
 from tests.unit.manager.controlapi.helpers import (
     Control,
-    FakeClock,
     async_stub,
     control_server,
     local_store,
     node,
     refused,
 )
+from tests.unit.manager.fake_clock import FakeClock
 
 Code = grpc.StatusCode
 

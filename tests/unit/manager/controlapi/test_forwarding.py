@@ -16,13 +16,13 @@ from manager.controlapi import ControlServicer, StoreLeaderChannels, leader_cont
 from manager.store import NotLeader, Store
 from shoal.v1 import control_pb2, control_pb2_grpc, objects_pb2, store_pb2, types_pb2
 from tests.unit.manager.controlapi.helpers import (
-    FakeClock,
     async_stub,
     control_server,
     node,
     refused,
     service_spec,
 )
+from tests.unit.manager.fake_clock import FakeClock
 
 LEADER_RAFT = "127.0.0.1:7001"
 FOLLOWER_RAFT = "127.0.0.1:7002"

@@ -12,13 +12,13 @@ from manager.controlapi.hooks import RaftView
 from shoal.v1 import control_pb2, objects_pb2, specs_pb2, types_pb2
 from tests.unit.manager.controlapi.helpers import (
     Control,
-    FakeClock,
     async_stub,
     control_server,
     local_store,
     node,
     refused,
 )
+from tests.unit.manager.fake_clock import FakeClock
 
 MANAGER, WORKER = types_pb2.MANAGER, types_pb2.WORKER
 READY, DOWN = types_pb2.NodeStatus.READY, types_pb2.NodeStatus.DOWN

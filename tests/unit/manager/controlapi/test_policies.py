@@ -17,18 +17,18 @@ from manager.ca.server import CA_POLICIES
 from manager.ca.tls import (
     MANAGER_CHANNEL_OPTIONS,
     channel_credentials,
-    mutual_tls_server_credentials,
 )
 from manager.controlapi import CONTROL_POLICIES, ControlServicer, add_control_service
+from manager.reloadable_tls import ReloadableServerCredentials
 from manager.store import new_id
 from shoal.v1 import control_pb2
 from tests.unit.manager.controlapi.helpers import (
-    FakeClock,
     async_stub,
     local_store,
     refused,
     service_spec,
 )
+from tests.unit.manager.fake_clock import FakeClock
 
 
 def test_every_control_method_is_for_managers_only() -> None:
@@ -56,7 +56,7 @@ async def tls_control() -> AsyncIterator[tuple[ClusterCA, str]]:
     server = grpc.aio.server(interceptors=[interceptor])
     add_control_service(server, ControlServicer(local_store(FakeClock())))
     port = server.add_secure_port(
-        "127.0.0.1:0", mutual_tls_server_credentials(ca.root.cert_pem, cert, key)
+        "127.0.0.1:0", ReloadableServerCredentials(cert, key, ca.root.cert_pem).credentials
     )
     await server.start()
     try:

@@ -179,7 +179,7 @@ SERVICE_CASES = [
     ),
     invalid(
         f"{C}.image",
-        "not of the form",
+        "contains whitespace",
         _set("task.container.image", "busybox:bad tag"),
     ),
     invalid(f"{C}.command[2]", "contains a NUL character", _c(lambda c: c.command.append("a\0"))),

@@ -14,12 +14,12 @@ from manager.store import LocalProposer, Store
 from shoal.v1 import control_pb2, objects_pb2, specs_pb2, store_pb2
 from tests.unit.manager.controlapi.helpers import (
     Control,
-    FakeClock,
     async_stub,
     control_server,
     refused,
     service_spec,
 )
+from tests.unit.manager.fake_clock import FakeClock
 
 WAIT = 10.0
 

@@ -13,7 +13,8 @@ import grpc
 from manager.controlapi import ControlServicer, add_control_service
 from manager.store import Store
 from shoal.v1 import control_pb2_grpc
-from tests.unit.manager.controlapi.helpers import FakeClock, local_store
+from tests.unit.manager.controlapi.helpers import local_store
+from tests.unit.manager.fake_clock import FakeClock
 
 T = TypeVar("T")
 CALL_TIMEOUT = 30.0

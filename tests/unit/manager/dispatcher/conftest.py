@@ -16,12 +16,12 @@ import pytest
 from manager.dispatcher import Dispatcher, DispatcherConfig, add_dispatcher_service
 from manager.store import Store
 from shoal.v1 import dispatcher_pb2, dispatcher_pb2_grpc, types_pb2
+from tests.polling import until_async
+from tests.unit.manager.fake_clock import FakeClock
 
 from .fakes import (
     NODE_ID_METADATA,
-    FakeClock,
     description,
-    eventually,
     local_store,
     metadata_identity,
 )
@@ -113,7 +113,7 @@ class Harness:
     async def restart(self) -> None:
         """Start the dispatcher again, as when this manager becomes the leader again."""
         self.runner = start(self.dispatcher)
-        await eventually(lambda: self.dispatcher.running, "the dispatcher to run")
+        await until_async(lambda: self.dispatcher.running, "the dispatcher to run")
 
 
 def start(dispatcher: Dispatcher) -> asyncio.Task[None]:
@@ -134,7 +134,7 @@ async def serving(
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     harness = Harness(store, clock, dispatcher, channel, start(dispatcher))
     try:
-        await eventually(lambda: dispatcher.running, "the dispatcher to run")
+        await until_async(lambda: dispatcher.running, "the dispatcher to run")
         yield harness
     finally:
         await channel.close()

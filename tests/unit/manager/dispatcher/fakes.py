@@ -1,4 +1,4 @@
-"""Test stand-ins: a fake clock, a caller identity from metadata, and builders.
+"""Test stand-ins: a caller identity from metadata, and builders.
 
 `metadata_identity` is a TEST-ONLY hook: it trusts whatever node id the caller puts in its
 metadata. Production servers identify callers by their certificate (`certificate_identity`).
@@ -6,52 +6,19 @@ metadata. Production servers identify callers by their certificate (`certificate
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import itertools
 from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
 
 from manager.ca.errors import Unauthenticated
-from manager.dispatcher import Clock
 from manager.store import LocalProposer, Store, WriteTx, new_id
 from shoal.v1 import objects_pb2, types_pb2
+from tests.polling import until_async
+from tests.unit.manager.fake_clock import FakeClock
 
 T = TypeVar("T")
 NODE_ID_METADATA = "x-shoal-test-node-id"
-
-
-class FakeClock:
-    """Monotonic seconds that move only when told to, and sleeps that end when they do."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.time = start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    @property
-    def clock(self) -> Clock:
-        return Clock(self.now, self.sleep)
-
-    def now(self) -> float:
-        return self.time
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.time + seconds, next(self._order), wake))
-        await wake
-
-    def advance(self, seconds: float) -> None:
-        self.time += seconds
-        while self._sleepers and self._sleepers[0][0] <= self.time:
-            _, _, wake = heapq.heappop(self._sleepers)
-            if not wake.done():
-                wake.set_result(None)
 
 
 def metadata_identity(context: grpc.aio.ServicerContext) -> str:
@@ -68,33 +35,18 @@ def local_store() -> Store:
     return store
 
 
-async def eventually(check: Callable[[], T | None], what: str, timeout: float = 5.0) -> T:
-    """Poll `check` until it returns something truthy, for at most `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
-
-
 async def advance_until(
-    clock: FakeClock, check: Callable[[], T | None], what: str, step: float = 0.05
+    clock: FakeClock, check: Callable[[], T], what: str, step: float = 0.05
 ) -> T:
-    """Move the fake clock in steps until `check` holds (5 s of real time at most)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5.0
-    while True:
-        result = check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        clock.advance(step)
-        await asyncio.sleep(0.002)
+    """Move the fake clock in steps of `step` until `check` holds (5 s of real time at most)."""
+
+    def probe() -> T:
+        value = check()
+        if not value:
+            clock.advance(step)
+        return value
+
+    return await until_async(probe, what, timeout_s=5.0, interval_s=0.002)
 
 
 def node(

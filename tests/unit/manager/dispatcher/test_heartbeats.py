@@ -9,9 +9,10 @@ from prometheus_client import REGISTRY
 
 from manager.dispatcher import HEARTBEAT_FAILURE
 from shoal.v1 import dispatcher_pb2, objects_pb2, types_pb2
+from tests.polling import until_async
 
 from .conftest import Harness, failure, serving
-from .fakes import advance_until, eventually, get_node, local_store, node, put
+from .fakes import advance_until, get_node, local_store, node, put
 
 READY = types_pb2.NodeStatus.READY
 DOWN = types_pb2.NodeStatus.DOWN
@@ -33,7 +34,7 @@ async def test_heartbeat_period_is_jittered_around_the_cluster_setting(harness: 
     cluster = objects_pb2.Cluster(id="c")
     cluster.spec.dispatcher.heartbeat_period.seconds = 2
     await put(harness.store, cluster)
-    await eventually(
+    await until_async(
         lambda: 1.8 <= harness.dispatcher.heartbeat("n1", first.session_id) <= 2.2,
         "the cluster's heartbeat period to apply",
     )
@@ -57,7 +58,7 @@ async def test_a_node_that_stops_beating_is_down_after_three_periods(harness: Ha
     await harness.round_trip()
     assert get_node(harness.store, "n1").status.state == READY
     clock.advance(0.02)
-    await eventually(
+    await until_async(
         lambda: get_node(harness.store, "n1").status.state == DOWN, "the node to be marked down"
     )
     assert get_node(harness.store, "n1").status.message == HEARTBEAT_FAILURE
@@ -113,5 +114,5 @@ async def test_metrics_count_heartbeats_and_nodes_by_state(harness: Harness) -> 
     def nodes(state: str) -> float | None:
         return REGISTRY.get_sample_value("shoal_manager_nodes", {"state": state})
 
-    await eventually(lambda: nodes("ready") == 1 and nodes("down") == 1, "node counts")
+    await until_async(lambda: nodes("ready") == 1 and nodes("down") == 1, "node counts")
     call.cancel()

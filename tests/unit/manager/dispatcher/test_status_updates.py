@@ -13,11 +13,17 @@ from prometheus_client import REGISTRY
 from manager.dispatcher import DispatcherConfig
 from manager.store import LocalProposer, Store
 from shoal.v1 import dispatcher_pb2, types_pb2
+from tests.polling import until_async
 
 from .conftest import Agent, Harness, serving
-from .fakes import advance_until, eventually, get_task, node, put, task
+from .fakes import advance_until, get_task, node, put, task
 
 RUNNING = types_pb2.RUNNING
+
+
+def queued() -> float | None:
+    """Status updates waiting for the next batch, as the leader's metrics export it."""
+    return REGISTRY.get_sample_value("shoal_dispatcher_status_updates_queued")
 
 
 async def connect(harness: Harness, node_id: str) -> tuple[Agent, str]:
@@ -65,7 +71,7 @@ async def test_250_updates_from_5_nodes_within_a_window_take_one_transaction(
         asyncio.ensure_future(agent.report(session_id, *((t.id, RUNNING) for t in tasks[n])))
         for (agent, session_id), n in zip(agents, nodes, strict=True)
     ]
-    await eventually(lambda: harness.dispatcher.queued_status_updates == 250, "250 queued")
+    await until_async(lambda: queued() == 250, "250 queued")
     assert not any(r.done() for r in reports)  # held until the window ends
     before = store.index
     await committed(harness, reports)
@@ -92,15 +98,31 @@ async def test_states_only_move_forward(harness: Harness) -> None:
     reports: list[asyncio.Future[Any]] = [
         asyncio.ensure_future(agent.report(session_id, (t.id, RUNNING)))
     ]
-    await eventually(lambda: harness.dispatcher.queued_status_updates == 1, "the first queued")
+    await until_async(lambda: queued() == 1, "the first queued")
     reports.append(asyncio.ensure_future(agent.report(session_id, (t.id, types_pb2.PREPARING))))
-    await eventually(lambda: harness.dispatcher.queued_status_updates == 2, "both queued")
+    await until_async(lambda: queued() == 2, "both queued")
     await committed(harness, reports)
     assert get_task(store, t.id).status.state == RUNNING
     # Reported again later: dropped before it is even queued.
     await agent.report(session_id, (t.id, types_pb2.STARTING))
-    assert harness.dispatcher.queued_status_updates == 0
+    assert queued() == 0
     assert get_task(store, t.id).status.state == RUNNING
+
+
+async def test_queued_updates_fail_and_are_no_longer_counted_when_leadership_is_lost(
+    harness: Harness,
+) -> None:
+    t = task("n1")
+    await put(harness.store, node("n1"), t)
+    agent, session_id = await connect(harness, "n1")
+    await open_window(harness, agent, session_id)
+    report = asyncio.ensure_future(agent.report(session_id, (t.id, RUNNING)))
+    await until_async(lambda: queued() == 1, "the update queued")
+    await harness.stop()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await report  # the agent retries it with the next leader
+    assert queued() == 0
+    assert get_task(harness.store, t.id).status.state == types_pb2.ASSIGNED
 
 
 async def test_a_node_cannot_update_another_nodes_task(harness: Harness) -> None:
@@ -114,7 +136,7 @@ async def test_a_node_cannot_update_another_nodes_task(harness: Harness) -> None
     assert f"task {theirs.id} is assigned to node n2, not to node n1" in (
         caught.value.details() or ""
     )
-    assert harness.dispatcher.queued_status_updates == 0
+    assert queued() == 0
     assert get_task(store, mine.id).status.state == types_pb2.ASSIGNED
     assert get_task(store, theirs.id).status.state == types_pb2.ASSIGNED
 

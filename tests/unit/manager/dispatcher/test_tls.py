@@ -19,7 +19,6 @@ from manager.ca.roles import Role
 from manager.ca.tls import (
     MANAGER_CHANNEL_OPTIONS,
     channel_credentials,
-    mutual_tls_server_credentials,
 )
 from manager.dispatcher import (
     DISPATCHER_POLICIES,
@@ -27,10 +26,13 @@ from manager.dispatcher import (
     add_dispatcher_service,
 )
 from manager.node_rpc import certificate_identity
+from manager.reloadable_tls import ReloadableServerCredentials
 from manager.store import Store
 from shoal.v1 import dispatcher_pb2, dispatcher_pb2_grpc, types_pb2
+from tests.polling import until_async
+from tests.unit.manager.fake_clock import FakeClock
 
-from .fakes import FakeClock, description, eventually, get_node, local_store, node, put
+from .fakes import description, get_node, local_store, node, put
 
 
 def credentials(ca: ClusterCA, node_id: str, role: Role) -> tuple[bytes, bytes]:
@@ -72,12 +74,12 @@ async def manager() -> AsyncIterator[TLSManager]:
     add_dispatcher_service(server, dispatcher, certificate_identity(authorizer))
     cert_pem, key_pem = credentials(ca, "manager1", Role.MANAGER)
     port = server.add_secure_port(
-        "127.0.0.1:0", mutual_tls_server_credentials(ca.root.cert_pem, cert_pem, key_pem)
+        "127.0.0.1:0", ReloadableServerCredentials(cert_pem, key_pem, ca.root.cert_pem).credentials
     )
     await server.start()
     tls_manager = TLSManager(ca, f"127.0.0.1:{port}", store)
     try:
-        await eventually(lambda: dispatcher.running, "the dispatcher to run")
+        await until_async(lambda: dispatcher.running, "the dispatcher to run")
         yield tls_manager
     finally:
         for channel in tls_manager.channels:

@@ -23,7 +23,8 @@ from manager.logbroker import (
 )
 from manager.store import Store, WriteTx
 from shoal.v1 import logs_pb2, objects_pb2, types_pb2
-from tests.unit.manager.dispatcher.fakes import eventually, local_store
+from tests.polling import until_async
+from tests.unit.manager.dispatcher.fakes import local_store
 
 STEP = 2.0  # seconds any single wait may take
 
@@ -85,7 +86,7 @@ class Node:
 async def broker() -> AsyncIterator[LogBroker]:
     running = LogBroker(local_store(), BrokerConfig(silence_timeout=0.5))
     run = asyncio.create_task(running.run())
-    await eventually(lambda: running.running, "the broker running")
+    await until_async(lambda: running.running, "the broker running")
     yield running
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
@@ -114,7 +115,7 @@ async def test_lines_of_every_node_until_each_has_closed(broker: LogBroker) -> N
         task("t4", "svc", "n3", state=types_pb2.PREPARING),  # has not run: no logs yet
     )
     n1, n2, n3 = Node(broker, "n1"), Node(broker, "n2"), Node(broker, "n3")
-    await eventually(
+    await until_async(
         lambda: len(broker._term.listeners) == 3 if broker._term else False, "3 listeners"
     )
     received = asyncio.create_task(collect(broker.subscribe(SERVICE, ONCE)))
@@ -146,7 +147,7 @@ async def test_lines_of_every_node_until_each_has_closed(broker: LogBroker) -> N
 async def test_a_node_that_is_not_connected_makes_the_stream_incomplete(broker: LogBroker) -> None:
     await add(store_of(broker), task("t1", "svc", "n1"), task("t2", "svc", "gone"))
     n1 = Node(broker, "n1")
-    await eventually(lambda: broker._term and "n1" in broker._term.listeners, "n1 listening")
+    await until_async(lambda: broker._term and "n1" in broker._term.listeners, "n1 listening")
     lines: list[bytes] = []
 
     async def read() -> None:
@@ -173,7 +174,7 @@ async def test_silent_and_disconnected_nodes_end_the_stream_with_their_names(
 ) -> None:
     await add(store_of(broker), task("t1", "svc", "n1"), task("t2", "svc", "n2"))
     n1, n2 = Node(broker, "n1"), Node(broker, "n2")
-    await eventually(lambda: broker._term and len(broker._term.listeners) == 2, "2 listeners")
+    await until_async(lambda: broker._term and len(broker._term.listeners) == 2, "2 listeners")
     reading = asyncio.create_task(collect(broker.subscribe(SERVICE, ONCE)))
     await n1.next()
     await n2.next()
@@ -199,7 +200,7 @@ async def test_follow_reaches_nodes_of_later_tasks_and_resumes_after_a_reconnect
 ) -> None:
     await add(store_of(broker), task("t1", "svc", "n1"))
     n1, n2 = Node(broker, "n1"), Node(broker, "n2")
-    await eventually(lambda: broker._term and len(broker._term.listeners) == 2, "2 listeners")
+    await until_async(lambda: broker._term and len(broker._term.listeners) == 2, "2 listeners")
     lines = broker.subscribe(SERVICE, FOLLOW)
     first = asyncio.ensure_future(lines.__anext__())
     sub = await n1.next()
@@ -232,7 +233,7 @@ async def test_follow_reaches_nodes_of_later_tasks_and_resumes_after_a_reconnect
 async def test_what_a_node_may_not_publish(broker: LogBroker) -> None:
     await add(store_of(broker), task("t1", "svc", "n1"), task("t2", "svc", "n2"))
     n1, n2 = Node(broker, "n1"), Node(broker, "n2")
-    await eventually(lambda: broker._term and len(broker._term.listeners) == 2, "2 listeners")
+    await until_async(lambda: broker._term and len(broker._term.listeners) == 2, "2 listeners")
     lines = broker.subscribe(logs_pb2.LogSelector(task_ids=["t1"]), FOLLOW)
     first = asyncio.ensure_future(lines.__anext__())
     sub = await n1.next()
@@ -265,7 +266,7 @@ async def test_bad_selectors_and_a_broker_that_is_not_running() -> None:
     with pytest.raises(NotRunning):
         await collect(broker.subscribe(SERVICE, ONCE))
     run = asyncio.create_task(broker.run())
-    await eventually(lambda: broker.running, "the broker running")
+    await until_async(lambda: broker.running, "the broker running")
     with pytest.raises(InvalidSelector, match="names no service, node or task"):
         await collect(broker.subscribe(logs_pb2.LogSelector(), ONCE))
     with pytest.raises(InvalidSelector, match="empty task id"):
@@ -296,14 +297,14 @@ def sample(name: str) -> float:
 async def test_metrics_follow_subscriptions_listeners_and_lines() -> None:
     running = LogBroker(local_store(), BrokerConfig(silence_timeout=0.5))
     run = asyncio.create_task(running.run())
-    await eventually(lambda: running.running, "the broker running")
+    await until_async(lambda: running.running, "the broker running")
     await add(store_of(running), task("t1", "svc", "n1"), task("t2", "svc", "n2"))
     lines, refused = (
         sample("shoal_logbroker_lines_total"),
         sample("shoal_logbroker_refused_publications_total"),
     )
     n1, n2 = Node(running, "n1"), Node(running, "n2")
-    await eventually(lambda: sample("shoal_logbroker_listeners") == 2, "2 listeners counted")
+    await until_async(lambda: sample("shoal_logbroker_listeners") == 2, "2 listeners counted")
     received = asyncio.create_task(collect(running.subscribe(SERVICE, ONCE)))
     sub = await n1.next()
     await n2.next()

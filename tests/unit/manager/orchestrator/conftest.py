@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.manager.orchestrator.harness import FakeClock, Sim, make_store
+from tests.unit.manager.fake_clock import FakeClock
+from tests.unit.manager.orchestrator.harness import Sim, make_store
 
 
 @pytest.fixture

@@ -9,58 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol, TypeAlias
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from manager.orchestrator import Clock
-from manager.orchestrator.clock import timestamp_of
 from manager.store import LocalProposer, ReadTx, Store, WriteTx, new_id
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
+from tests.polling import until_async
+from tests.unit.manager.fake_clock import FakeClock
 
-START = 1_700_000_000.0
 IMAGE = "registry:5000/app:1"
 TaskState: TypeAlias = types_pb2.TaskState.ValueType
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when told to; sleepers wake when they are due."""
-
-    def __init__(self, start: float = START) -> None:
-        self.now = start
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def timestamp(self) -> Timestamp:
-        return timestamp_of(self.now)
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (self.now + seconds, future)
-        self._sleepers.append(entry)
-        try:
-            await future
-        finally:
-            if entry in self._sleepers:
-                self._sleepers.remove(entry)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for due, future in list(self._sleepers):
-            if due <= self.now and not future.done():
-                future.set_result(None)
-
-    @property
-    def clock(self) -> Clock:
-        return Clock(now=self.time, sleep=self.sleep)
 
 
 class Runnable(Protocol):
@@ -73,20 +33,29 @@ def make_store(clock: FakeClock) -> Store:
     return store
 
 
-async def settle(store: Store, deadline_s: float = 10.0) -> None:
+QUIET_TURNS = 100  # turns of the event loop without a store change that make it settled
+
+
+async def settle(store: Store, timeout_s: float = 10.0) -> None:
     """Let every subsystem handle what is queued: return once the store stops changing
     across many turns of the event loop (everything runs on this loop)."""
-    deadline = time.monotonic() + deadline_s
-    quiet = 0
-    index = store.index
-    while quiet < 3:
-        for _ in range(25):
-            await asyncio.sleep(0)
-        if store.index == index:
-            quiet += 1
+    last = [store.index, 0]  # the index, and the turns it has stayed so
+
+    def index_and_quiet_turns() -> list[int]:
+        if store.index == last[0]:
+            last[1] += 1
         else:
-            quiet, index = 0, store.index
-        assert time.monotonic() < deadline, f"the store never settled (at index {store.index})"
+            last[:] = [store.index, 0]
+        return last
+
+    await until_async(
+        index_and_quiet_turns,
+        f"the store to settle ({QUIET_TURNS} turns of the loop without a change)",
+        holds=lambda seen: seen[1] >= QUIET_TURNS,
+        timeout_s=timeout_s,
+        interval_s=0,  # each try one turn of the loop
+        max_tries=200_000,
+    )
 
 
 @contextlib.asynccontextmanager

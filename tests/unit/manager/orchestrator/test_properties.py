@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from manager.orchestrator import Orchestrators
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
+from tests.unit.manager.fake_clock import FakeClock
 from tests.unit.manager.orchestrator.harness import (
-    FakeClock,
     Sim,
     make_store,
     node,

@@ -10,8 +10,8 @@ from prometheus_client import REGISTRY
 from manager.orchestrator import OrchestratorConfig, Orchestrators, ReplicatedOrchestrator
 from manager.store import Kind, LocalProposer, ProposalFailed, Store
 from shoal.v1 import store_pb2, types_pb2
+from tests.unit.manager.fake_clock import FakeClock
 from tests.unit.manager.orchestrator.harness import (
-    FakeClock,
     Sim,
     node,
     running,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from manager.orchestrator import Orchestrators, ReplicatedOrchestrator
 from manager.store import WriteTx
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
+from tests.unit.manager.fake_clock import FakeClock
 from tests.unit.manager.orchestrator.harness import (
     IMAGE,
-    FakeClock,
     Sim,
     node,
     running,

@@ -8,8 +8,8 @@ from typing import Any, TypeAlias
 from manager.orchestrator import Orchestrators, ReplicatedOrchestrator, RestartSupervisor
 from manager.store import WriteTx
 from shoal.v1 import objects_pb2, types_pb2
+from tests.unit.manager.fake_clock import FakeClock
 from tests.unit.manager.orchestrator.harness import (
-    FakeClock,
     Sim,
     node,
     running,

@@ -7,9 +7,9 @@ from typing import Any
 from manager.orchestrator import Orchestrators
 from manager.store import WriteTx
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
+from tests.unit.manager.fake_clock import FakeClock
 from tests.unit.manager.orchestrator.harness import (
     IMAGE,
-    FakeClock,
     Sim,
     node,
     running,
@@ -70,7 +70,7 @@ async def test_parallelism_two_with_a_delay(sim: Sim, clock: FakeClock) -> None:
         assert all(old[t.slot].id != t.id for t in new)
         assert all(sim.task(old[t.slot].id).desired_state == types_pb2.SHUTDOWN for t in new)
 
-        await sim.converge()  # the old ones stop, the new ones are promoted and run
+        await sim.converge()  # the old ones stop, the new ones start and run
         assert images(sim, service_id).count(V2) == 2
         assert all(sim.task(t.id).status.state == types_pb2.RUNNING for t in new)
         clock.advance(9.9)
@@ -254,7 +254,7 @@ async def test_a_new_leader_resumes_the_update_without_duplicating_slots(
         await settle(sim.store)
         # The first batch is in flight: old tasks stopping, new ones READY.
         assert images(sim, service_id).count(V2) == 2
-    # The leader is gone before promoting them; the agents stop the old tasks meanwhile.
+    # The leader is gone before starting them; the agents stop the old tasks meanwhile.
     await sim.agents()
     first_batch = {t.id for t in sim.runnable(service_id) if t.spec.container.image == V2}
 

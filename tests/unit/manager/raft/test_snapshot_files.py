@@ -3,7 +3,6 @@ chunks, and the configured members kept after a restart (bakwc/PySyncObj#133).""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from manager.raft.journal import DurableJournal
 from manager.raft.snapshot_files import RaftSnapshot, SnapshotFiles, decode_file, encode_file
 from manager.store import Store, encode_snapshot
 from shoal.v1 import objects_pb2, store_pb2
+from tests.polling import until
 
 ME, PEERS = "10.0.0.1:4242", ["10.0.0.2:4242", "10.0.0.3:4242"]
 
@@ -46,13 +46,13 @@ def snapshot_files(tmp_path: Path, store: Store, backlog: int = 0) -> SnapshotFi
 def write_snapshot(files: SnapshotFiles, last_index: int) -> None:
     last, previous = (b"\x00last", last_index, 2), (b"\x01", last_index - 1, 2)
     files.serialize((None, last, previous, {Member(ME), Member("10.0.0.9:4242")}), last_index - 1)
-    deadline = time.monotonic() + 10
-    while True:
-        state, serialize_id = files.checkSerializing()
-        if state != SERIALIZER_STATE.SERIALIZING:
-            break
-        assert time.monotonic() < deadline, "snapshot never finished"
-        time.sleep(0.01)
+    state, serialize_id = until(
+        files.checkSerializing,
+        "the snapshot written",
+        holds=lambda serializing: serializing[0] != SERIALIZER_STATE.SERIALIZING,
+        timeout_s=10,
+        interval_s=0.01,
+    )
     assert (state, serialize_id) == (SERIALIZER_STATE.SUCCESS, last_index - 1)
     assert files.checkSerializing() == (SERIALIZER_STATE.NOT_SERIALIZING, None)
 

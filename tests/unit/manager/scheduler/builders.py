@@ -13,19 +13,6 @@ MIB = 1 << 20
 GIB = 1 << 30
 
 
-class FakeClock:
-    """Seconds that move only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def node(
     node_id: str,
     *,

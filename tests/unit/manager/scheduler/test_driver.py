@@ -10,8 +10,9 @@ from prometheus_client import REGISTRY
 from manager.scheduler import Decisions, Scheduler, SchedulerError
 from manager.scheduler.node_info import MAX_FAILURES
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
+from tests.unit.manager.fake_clock import FakeClock
 
-from .builders import FakeClock, messages, node, per_node, placements, replicas, running, task
+from .builders import messages, node, per_node, placements, replicas, running, task
 
 GAP = 0.05
 

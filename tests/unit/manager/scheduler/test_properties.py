@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from manager.scheduler import NodeSet, Scheduler, TaskUsage, schedule
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
+from tests.unit.manager.fake_clock import FakeClock
 
-from .builders import CPU, GIB, FakeClock, node, running, task
+from .builders import CPU, GIB, node, running, task
 
 SERVICES = ("a", "b", "c")
 ZONES = ("x", "y")

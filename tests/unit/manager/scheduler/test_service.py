@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,6 +11,7 @@ from manager.scheduler.scheduler import Assignment, Decisions
 from manager.scheduler.service import SchedulerService
 from manager.store import LocalProposer, Store, WriteTx
 from shoal.v1 import objects_pb2, types_pb2
+from tests.polling import until_async
 from tests.unit.manager.scheduler.builders import node
 
 
@@ -26,13 +26,6 @@ def _pending(task_id: str, memory: int = 0) -> objects_pb2.Task:
     task.status.state = types_pb2.PENDING
     task.spec.resources.reservations.memory_bytes = memory
     return task
-
-
-async def _until(check: Callable[[], bool], deadline_s: float = 5.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -64,7 +57,7 @@ async def test_pending_tasks_are_assigned_and_spread(
             tx.create(_pending(f"t{i}"))
 
     await store.update(seed)
-    await _until(lambda: all(t.node_id for t in _tasks(store).values()))
+    await until_async(lambda: all(t.node_id for t in _tasks(store).values()), "all placed")
     tasks = _tasks(store).values()
     assert {t.status.state for t in tasks} == {types_pb2.ASSIGNED}
     per_node: dict[str, int] = {}
@@ -84,10 +77,16 @@ async def test_unschedulable_then_placed_when_a_node_joins(
         tx.create(_pending("t1", memory=big))
 
     await store.update(seed)
-    await _until(lambda: "insufficient" in _tasks(store)["t1"].status.err)
+    await until_async(
+        lambda: _tasks(store)["t1"].status.err,
+        "t1 unplaceable",
+        holds=lambda e: "insufficient" in e,
+    )
     assert _tasks(store)["t1"].status.state == types_pb2.PENDING
     await store.update(lambda tx: tx.create(node("large", memory=2 * big)))
-    await _until(lambda: _tasks(store)["t1"].node_id == "large")
+    await until_async(
+        lambda: _tasks(store)["t1"].node_id, "t1 on large", holds=lambda n: n == "large"
+    )
 
 
 async def test_a_task_taken_by_another_writer_is_not_assigned(
@@ -96,7 +95,7 @@ async def test_a_task_taken_by_another_writer_is_not_assigned(
     store, service = running
     await store.update(lambda tx: tx.create(node("n1")))
     await store.update(lambda tx: tx.create(_pending("t1")))
-    await _until(lambda: _tasks(store)["t1"].node_id == "n1")
+    await until_async(lambda: _tasks(store)["t1"].node_id, "t1 on n1", holds=lambda n: n == "n1")
 
     # A decision for a task that meanwhile stopped being PENDING is dropped at commit time.
     def shut(tx: WriteTx) -> None:
@@ -120,7 +119,9 @@ async def test_a_lone_task_is_assigned_without_waiting_for_the_debounce() -> Non
     try:
         await store.update(lambda tx: tx.create(_pending("t1")))
         # Far sooner than the 30 s debounce: the first change after a quiet spell leads.
-        await _until(lambda: _tasks(store)["t1"].node_id == "n1", deadline_s=5.0)
+        await until_async(
+            lambda: _tasks(store)["t1"].node_id, "t1 on n1", holds=lambda n: n == "n1"
+        )
     finally:
         running.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from manager.store import LocalProposer, Store, new_id
 from shoal.v1 import objects_pb2, types_pb2
-
-
-class FakeClock:
-    """Timestamps that move only when told to."""
-
-    def __init__(self) -> None:
-        self.seconds = 1_700_000_000
-
-    def __call__(self) -> Timestamp:
-        return Timestamp(seconds=self.seconds)
+from tests.unit.manager.fake_clock import FakeClock
 
 
 def local_store(clock: FakeClock | None = None) -> Store:
-    store = Store(clock=clock or FakeClock())
+    store = Store(clock=(clock or FakeClock()).timestamp)
     store.proposer = LocalProposer(store, proposer_id="test")
     return store
 

@@ -18,7 +18,8 @@ from manager.store import (
     WriteTx,
 )
 from shoal.v1 import objects_pb2, store_pb2, types_pb2
-from tests.unit.manager.store.helpers import FakeClock, local_store, service, task
+from tests.unit.manager.fake_clock import FakeClock
+from tests.unit.manager.store.helpers import local_store, service, task
 
 
 async def test_tasks_are_found_by_service_node_slot_and_desired_state() -> None:
@@ -120,16 +121,16 @@ async def test_meta_version_is_the_commit_index_and_timestamps_come_from_the_wri
     stored = store.view(lambda tx: tx.get(objects_pb2.Service, web.id))
     assert stored is not None
     assert stored.meta.version == first.index == 1
-    assert stored.meta.created_at.seconds == stored.meta.updated_at.seconds == clock.seconds
+    assert stored.meta.created_at.seconds == stored.meta.updated_at.seconds == int(clock.now)
 
-    clock.seconds += 60
+    clock.advance(60)
     stored.spec.annotations.labels["tier"] = "front"
     second = await store.update(lambda tx: tx.update(stored))
     updated = store.view(lambda tx: tx.get(objects_pb2.Service, web.id))
     assert updated is not None
     assert updated.meta.version == second.index == 2
-    assert updated.meta.created_at.seconds == clock.seconds - 60
-    assert updated.meta.updated_at.seconds == clock.seconds
+    assert updated.meta.created_at.seconds == int(clock.now) - 60
+    assert updated.meta.updated_at.seconds == int(clock.now)
 
 
 async def test_stale_version_is_refused_when_writing() -> None:

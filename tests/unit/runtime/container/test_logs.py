@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from runtime.container import logs
-from runtime.errors import ContainerError
 
 
 def _write(path: Path, *records: tuple[str, str, str]) -> None:
@@ -49,12 +45,3 @@ def test_follow_until_the_container_ends(tmp_path: Path) -> None:
 
     got = [r.data for r in logs.read(path, follow=True, still_running=still_running)]
     assert got == ["first\n", "second\n", "last\n"]
-
-
-def test_since_parsing() -> None:
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    assert logs.parse_since("90s", now) == "2026-01-01T11:58:30.000000000Z"
-    assert logs.parse_since("2h", now) == "2026-01-01T10:00:00.000000000Z"
-    assert logs.parse_since("2026-01-01T11:00:00Z", now) == "2026-01-01T11:00:00.000000000Z"
-    with pytest.raises(ContainerError, match="invalid --since"):
-        logs.parse_since("yesterday", now)

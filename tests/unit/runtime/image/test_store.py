@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from common.image_reference import InvalidReference
 from runtime import metrics
 from runtime.config import EngineConfig
 from runtime.image import mediatypes
@@ -18,7 +19,6 @@ from runtime.image.errors import (
     ImageError,
     ImageInUse,
     ImageNotFound,
-    InvalidReference,
     LayerError,
     ManifestError,
     RegistryError,

@@ -1,4 +1,4 @@
-"""Linux calls the container runtime needs that Python 3.11's os module lacks (via ctypes).
+"""Linux calls Python 3.11's os module lacks, through ctypes on the process's own libc.
 
 Everything raises OSError with the real errno. These run between fork and exec too, so they
 allocate little and take no Python-level locks.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
+from pathlib import Path
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -40,9 +40,9 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYS = {
-    "x86_64": {"pivot_root": 155, "capset": 126},
-    "aarch64": {"pivot_root": 41, "capset": 91},
-}[platform.machine()]
+    "x86_64": {"pivot_root": 155, "capset": 126, "bpf": 321},
+    "aarch64": {"pivot_root": 41, "capset": 91, "bpf": 280},
+}[os.uname().machine]
 SYS_OPENAT2 = 437  # these two have one number on every architecture (the unified table)
 SYS_MOUNT_SETATTR = 442
 
@@ -68,6 +68,7 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.syncfs.argtypes = [ctypes.c_int]
 _libc.prctl.argtypes = [
     ctypes.c_int,
     ctypes.c_ulong,
@@ -79,6 +80,7 @@ _libc.syscall.restype = ctypes.c_long
 
 
 def _check(result: int, what: str, path: str | None = None) -> None:
+    """OSError with the call's errno when `result` says it failed (negative)."""
     if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", path)
@@ -105,16 +107,27 @@ def umount(target: str, flags: int = MNT_DETACH) -> None:
 
 
 def unshare(flags: int) -> None:
+    """Unshare namespaces of the calling thread (net and uts work per thread)."""
     _check(_libc.unshare(flags), "unshare")
 
 
 def setns(fd: int, nstype: int) -> None:
+    """Move the calling thread into the namespace open at `fd`."""
     _check(_libc.setns(fd, nstype), "setns")
 
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    _check(_libc.sethostname(raw, len(raw)), "sethostname")
+    _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+
+
+def syncfs(path: str | Path) -> None:
+    """Flush everything written to the filesystem holding `path` (many files at once)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.syncfs(fd), "syncfs", str(path))
+    finally:
+        os.close(fd)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -175,6 +188,14 @@ def load_seccomp(prog: SockFprog) -> None:
         _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0),
         "seccomp",
     )
+
+
+def bpf(command: int, attr: ctypes.Array[ctypes.c_char]) -> int:
+    """bpf(2) with the `union bpf_attr` in `attr` (its whole length is passed as its size);
+    returns what the command returns (a program's fd for BPF_PROG_LOAD)."""
+    result = int(_libc.syscall(_SYS["bpf"], command, attr, len(attr)))
+    _check(result, f"bpf({command})")
+    return result
 
 
 class _OpenHow(ctypes.Structure):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Sequence
 
 
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """Left-aligned columns like Docker's; never cut when the output is not a terminal."""
     from rich.console import Console  # imported here: most commands never print a table
     from rich.table import Table
