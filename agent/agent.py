@@ -47,6 +47,9 @@ class AgentConfig:
     cgroup_parent: str | None = None
     # Called with this node's object from each session message (swarmd follows role changes).
     on_node: Callable[[objects_pb2.Node], None] | None = None
+    # This node's address for overlay traffic (its VXLAN tunnel endpoint): the advertise
+    # address; "" = tasks on overlay networks are refused.
+    data_address: str = ""
 
 
 def _check_grpc_fork_support() -> None:
@@ -73,7 +76,9 @@ class Agent:
         self.executor = Executor(engine, ImageStore(engine_config))
         self.logs = LogSubscriptions(config.node_id, engine)
         self.reporter = StatusReporter()
-        self.worker = Worker(self.executor, config.node_id, self.reporter.report)
+        self.worker = Worker(
+            self.executor, config.node_id, self.reporter.report, config.data_address
+        )
         self._describe()  # bad labels fail here rather than at every session
         self.session = Session(
             Managers(config.managers),

@@ -1,9 +1,11 @@
 """A task as the runtime's ContainerSpec: Docker/SwarmKit semantics, checked field by field.
 
 `command` replaces the image's ENTRYPOINT (and with it the image's CMD), `args` replaces
-CMD. Host-mode published ports become `-p` mappings on the runtime's bridge network (overlay
-networks come later). Fields the runtime cannot honour are refused with a TaskSpecError
-naming them, so a task is REJECTED instead of running other than asked.
+CMD. Host-mode published ports become `-p` mappings on the runtime's bridge network. The
+task's overlay networks become the container's first interfaces (eth0, ...) with the
+addresses the managers allocated; the node's bridge comes after them as the way out, unless
+every one of them is `--internal`. Fields the runtime cannot honour are refused with a
+TaskSpecError naming them, so a task is REJECTED instead of running other than asked.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from agent.errors import TaskSpecError
 from runtime.container.cgroups import Limits
-from runtime.container.spec import ContainerSpec, Mount
+from runtime.container.spec import ContainerSpec, Mount, OverlayAttachment
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
 
 TASK_LABEL = "com.shoal.task.id"
@@ -26,6 +28,8 @@ NODE_LABEL = "com.shoal.node.id"
 DEFAULT_STOP_GRACE = 10.0  # seconds, as in Swarm
 DEFAULT_TMPFS_MODE = 0o1777
 PROTOCOLS = {types_pb2.PortConfig.TCP: "tcp", types_pb2.PortConfig.UDP: "udp"}
+VNI_OPTION = "vni"  # where the managers put an overlay network's VXLAN id (driver_state)
+OVERLAY_DRIVERS = ("", "overlay")
 
 
 def container_name(task: objects_pb2.Task) -> str:
@@ -95,6 +99,44 @@ def _stop_signal(requested: str, image_config: Mapping[str, Any]) -> str:
     raise TaskSpecError(f"invalid stop signal {text!r}")
 
 
+def overlays(task: objects_pb2.Task, data_address: str) -> tuple[OverlayAttachment, ...]:
+    """The task's overlay networks as the runtime joins them; `data_address` is this node's
+    address for overlay traffic (its VXLAN tunnel endpoint)."""
+    found = []
+    for attachment in task.networks:
+        network = attachment.network
+        if network.spec.driver_config.name not in OVERLAY_DRIVERS:
+            raise TaskSpecError(
+                f"network {network.spec.annotations.name or network.id}: driver "
+                f"{network.spec.driver_config.name!r} is not supported"
+            )
+        name = network.spec.annotations.name or network.id
+        vni = network.driver_state.options.get(VNI_OPTION, "")
+        configs = network.ipam.configs
+        if not (vni.isdigit() and attachment.addresses and len(configs) == 1):
+            raise TaskSpecError(f"network {name} is not allocated for this task")
+        if not data_address:
+            raise TaskSpecError(f"network {name}: this node has no address for overlay traffic")
+        found.append(
+            OverlayAttachment(
+                network_id=network.id,
+                vni=int(vni),
+                subnet=configs[0].subnet,
+                gateway=configs[0].gateway,
+                address=attachment.addresses[0].split("/", 1)[0],
+                vtep=data_address,
+                name=name,
+            )
+        )
+    return tuple(found)
+
+
+def _way_out(task: objects_pb2.Task) -> str:
+    """The bridge, unless the task is on overlay networks only and all are internal."""
+    networks = [a.network for a in task.networks]
+    return "none" if networks and all(n.spec.internal for n in networks) else "bridge"
+
+
 def _refuse_unsupported(container: specs_pb2.ContainerSpec) -> None:
     unsupported = {
         "groups": bool(container.groups),
@@ -112,11 +154,15 @@ def _refuse_unsupported(container: specs_pb2.ContainerSpec) -> None:
 
 
 def runtime_spec(
-    task: objects_pb2.Task, node_id: str, image_config: Mapping[str, Any]
+    task: objects_pb2.Task,
+    node_id: str,
+    image_config: Mapping[str, Any],
+    data_address: str = "",
 ) -> ContainerSpec:
     """The runtime spec for `task` on node `node_id`; `image_config` is the image's OCI
-    config (for its StopSignal). Raises TaskSpecError (or the runtime's ContainerError on
-    validation) naming what cannot be run."""
+    config (for its StopSignal), `data_address` the node's address for overlay traffic.
+    Raises TaskSpecError (or the runtime's ContainerError on validation) naming what cannot
+    be run."""
     if not task.spec.HasField("container"):
         raise TaskSpecError(f"task {task.id} has no container spec")
     container = task.spec.container
@@ -143,8 +189,9 @@ def runtime_spec(
         },
         mounts=tuple(_mount(m) for m in container.mounts),
         limits=Limits(memory_bytes=limits.memory_bytes, nano_cpus=limits.nano_cpus),
-        network="bridge",
+        network=_way_out(task),
         ports=tuple(_port(p) for p in published_ports(task)),
+        overlays=overlays(task, data_address),
         tty=container.tty,
         stdin_open=container.open_stdin,
         stop_signal=_stop_signal(container.stop_signal, image_config),

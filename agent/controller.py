@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 from agent import container_spec
 from agent.errors import AgentError, ContainerGone
 from agent.executor import Executor
+from common.errors import InvalidValue
 from runtime.errors import RuntimeEngineError
 from shoal.v1 import objects_pb2, types_pb2
 
@@ -36,14 +37,17 @@ class TaskController:
         node_id: str,
         report: Report,
         container: dict[str, Any] | None = None,
+        data_address: str = "",
     ) -> None:
-        """`container`: the inspect record of the task's container, when one exists."""
+        """`container`: the inspect record of the task's container, when one exists;
+        `data_address`: this node's address for overlay traffic."""
         self.task = task
         self.status = types_pb2.TaskStatus()
         self.status.CopyFrom(task.status)
         self.container_id = ""
         self._executor = executor
         self._node_id = node_id
+        self._data_address = data_address
         self._report = report
         self._found = container
         self._changed = asyncio.Event()
@@ -90,7 +94,7 @@ class TaskController:
         try:
             await work
         except Exception as exc:
-            if isinstance(exc, (RuntimeEngineError, AgentError)):
+            if isinstance(exc, (RuntimeEngineError, InvalidValue, AgentError)):
                 err = str(exc)
             else:
                 log.exception("task %s: unexpected error", self.task.id)
@@ -146,9 +150,11 @@ class TaskController:
     async def _prepare(self) -> None:
         # The spec is checked before the pull (a bad task is refused at once) and made again
         # with the image's config, whose StopSignal applies when the task sets none.
-        spec = container_spec.runtime_spec(self.task, self._node_id, {})
+        spec = container_spec.runtime_spec(self.task, self._node_id, {}, self._data_address)
         image = await self._executor.image(spec.image)
-        spec = container_spec.runtime_spec(self.task, self._node_id, image.config)
+        spec = container_spec.runtime_spec(
+            self.task, self._node_id, image.config, self._data_address
+        )
         self.container_id = await self._executor.create(spec, image)
 
     async def _watch(self) -> None:

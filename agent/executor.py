@@ -15,13 +15,13 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from agent.container_spec import TASK_LABEL
 from runtime.container.engine import Image
-from runtime.container.spec import ContainerSpec
+from runtime.container.spec import ContainerSpec, OverlayAttachment
 from runtime.errors import NotFound
 from runtime.image.errors import ImageNotFound
 
@@ -49,6 +49,10 @@ class Engine(Protocol):
     def inspect(self, name_or_id: str) -> dict[str, Any]: ...
 
     def list(self, all: bool = False) -> list[dict[str, Any]]: ...
+
+    def set_overlay_peers(
+        self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]
+    ) -> None: ...
 
 
 class Images(Protocol):
@@ -139,6 +143,12 @@ class Executor:
     def _remove_alone(self, container_id: str) -> None:
         with self._forks:
             self.engine.remove(container_id, True)
+
+    async def set_overlay_peers(
+        self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]
+    ) -> None:
+        """Program where the other endpoints of an overlay network run (address, node)."""
+        await self._call(self.engine.set_overlay_peers, overlay, list(peers))
 
     async def wait_exit(self, container_id: str) -> dict[str, Any]:
         """Wait for the container to end; its exit record, once its resources are freed."""

@@ -43,6 +43,15 @@ class AssignmentSink(Protocol):
     async def update(self, updated: Sequence[objects_pb2.Task], removed: Sequence[str]) -> None:
         """Changes to the previous set."""
 
+    async def peers(
+        self,
+        updated: Sequence[dispatcher_pb2.NetworkPeers],
+        removed: Sequence[str],
+        complete: bool = False,
+    ) -> None:
+        """Where the other endpoints of the node's overlay networks run (after the tasks
+        of the same message)."""
+
 
 class LogListener(Protocol):
     """Follows the log subscriptions sent to this node (agent.log_subscriptions)."""
@@ -176,11 +185,14 @@ class Session:
                 raise SessionEnded("the dispatcher closed the assignment stream")
             if message.type == Msg.COMPLETE:
                 await self._sink.assign(_tasks(message.changes, Change.UPDATE))
+                await self._sink.peers(_peers(message.changes, Change.UPDATE), [], complete=True)
             elif message.applies_to != holding:
                 return applied_increment
             else:
                 removed = [t.id for t in _tasks(message.changes, Change.REMOVE)]
                 await self._sink.update(_tasks(message.changes, Change.UPDATE), removed)
+                gone = [p.network_id for p in _peers(message.changes, Change.REMOVE)]
+                await self._sink.peers(_peers(message.changes, Change.UPDATE), gone)
                 applied_increment = True
             holding = message.results_in
 
@@ -208,6 +220,16 @@ def _tasks(
 ) -> list[objects_pb2.Task]:
     return [
         c.assignment.task for c in changes if c.action == action and c.assignment.HasField("task")
+    ]
+
+
+def _peers(
+    changes: Sequence[dispatcher_pb2.AssignmentChange], action: int
+) -> list[dispatcher_pb2.NetworkPeers]:
+    return [
+        c.assignment.network_peers
+        for c in changes
+        if c.action == action and c.assignment.HasField("network_peers")
     ]
 
 

@@ -17,7 +17,8 @@ from typing import Any
 from agent import metrics
 from agent.controller import TaskController
 from agent.executor import Executor, task_id_of
-from shoal.v1 import objects_pb2, types_pb2
+from agent.overlay_peers import OverlayPeers
+from shoal.v1 import dispatcher_pb2, objects_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,14 @@ STATE_NAMES = [name.lower() for name, _ in types_pb2.TaskState.items()]
 
 
 class Worker:
-    def __init__(self, executor: Executor, node_id: str, report: Report) -> None:
+    def __init__(
+        self, executor: Executor, node_id: str, report: Report, data_address: str = ""
+    ) -> None:
+        """`data_address`: this node's address for overlay traffic (its VXLAN endpoint)."""
         self._executor = executor
         self._node_id = node_id
+        self._data_address = data_address
+        self._overlays = OverlayPeers(executor, data_address)
         self._report_status = report
         self._controllers: dict[str, TaskController] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}  # also of controllers being retired
@@ -36,6 +42,7 @@ class Worker:
 
     async def assign(self, tasks: Sequence[objects_pb2.Task]) -> None:
         """The complete set: reconcile the node with it."""
+        await self._overlays.learn(tasks)
         wanted = {task.id: task for task in tasks}
         for task_id in [t for t in self._controllers if t not in wanted]:
             self._retire(task_id)
@@ -59,6 +66,7 @@ class Worker:
 
     async def update(self, updated: Sequence[objects_pb2.Task], removed: Sequence[str]) -> None:
         """Changes to the set: new tasks start, known ones hear their new desired state."""
+        await self._overlays.learn(updated)
         for task_id in removed:
             self._retire(task_id)
         for task in updated:
@@ -69,6 +77,15 @@ class Worker:
                 controller.update(task)
         self._count()
 
+    async def peers(
+        self,
+        updated: Sequence[dispatcher_pb2.NetworkPeers],
+        removed: Sequence[str],
+        complete: bool = False,
+    ) -> None:
+        """Where the other endpoints of this node's overlay networks run."""
+        await self._overlays.apply(updated, removed, complete)
+
     async def close(self) -> None:
         """Stop driving tasks; their containers keep running for the next agent to adopt."""
         pending = [*self._runs.values(), *self._chores]
@@ -77,7 +94,9 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
 
     def _start(self, task: objects_pb2.Task, container: dict[str, Any] | None) -> None:
-        controller = TaskController(task, self._executor, self._node_id, self._report, container)
+        controller = TaskController(
+            task, self._executor, self._node_id, self._report, container, self._data_address
+        )
         self._controllers[task.id] = controller
         run = asyncio.create_task(self._run(controller, self._runs.get(task.id)))
         self._runs[task.id] = run

@@ -198,6 +198,8 @@ def agent_config(
         hostname=state.hostname,
         insecure_registries=env_list("SHOAL_INSECURE_REGISTRIES"),
         on_node=on_node,
+        # Every node records its advertise address as the host of its remote API address.
+        data_address=(state.remote_api or "").rpartition(":")[0],
     )
 
 

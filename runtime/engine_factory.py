@@ -1,24 +1,28 @@
-"""Building the engine the way the `shoal` CLI (and later the agent) uses it.
+"""Building the engine the way the `shoal` CLI and the agent use it.
 
-The bridge network is imported only when a container needs it: pyroute2 costs tens of
-milliseconds to import, which a `shoal ps` should not pay, and a bridged start imports it
+The network code is imported only when a container needs it: pyroute2 costs tens of
+milliseconds to import, which a `shoal ps` should not pay, and a wired start imports it
 (`prepare`) while its container's processes set up, not before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from runtime.config import EngineConfig
 from runtime.container.engine import Engine
+from runtime.container.spec import OverlayAttachment
 
 if TYPE_CHECKING:
     from runtime.network.bridge import BridgeNetwork
+    from runtime.network.overlay import OverlayNetwork
 
 
-class LazyBridge:
-    """The engine's Network, backed by runtime.network's BridgeNetwork on first use."""
+class LazyNetworks:
+    """The engine's networks, backed by runtime.network on first use: the bridge, and
+    overlay networks under `<network dir>/overlay/<network id>`."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -34,16 +38,53 @@ class LazyBridge:
     def prepare(self) -> None:
         self._get()
 
-    def attach(self, container_id: str, netns_path: str, ports: Sequence[str]) -> dict[str, Any]:
+    def attach(
+        self, container_id: str, netns_path: str, ports: Sequence[str], ifname: str
+    ) -> dict[str, Any]:
         from runtime.network.ports import parse_port
 
-        attachment = self._get().attach(container_id, netns_path, [parse_port(p) for p in ports])
-        return attachment.to_json()
+        mappings = [parse_port(p) for p in ports]
+        return self._get().attach(container_id, netns_path, mappings, ifname).to_json()
 
     def detach(self, container_id: str) -> None:
         # The engine detaches only containers whose processes have all exited.
         self._get().detach(container_id, namespace_gone=True)
 
+    def overlay(self, attachment: OverlayAttachment) -> OverlayNetwork:
+        """The overlay network an attachment names, with its state under the engine's
+        network directory."""
+        from runtime.network.overlay import OverlayNetwork, OverlaySpec
+
+        spec = OverlaySpec(
+            attachment.network_id,
+            attachment.vni,
+            IPv4Network(attachment.subnet),
+            IPv4Address(attachment.gateway),
+            IPv4Address(attachment.vtep),
+        )
+        return OverlayNetwork(self.config.network_dir / "overlay" / attachment.network_id, spec)
+
+    def attach_overlay(
+        self, container_id: str, netns_path: str, overlay: OverlayAttachment, ifname: str
+    ) -> dict[str, Any]:
+        endpoint = self.overlay(overlay).attach(
+            container_id, netns_path, IPv4Address(overlay.address), ifname
+        )
+        return {"name": overlay.name, **endpoint.to_json()}
+
+    def detach_overlay(self, container_id: str, overlay: OverlayAttachment) -> None:
+        self.overlay(overlay).detach(container_id)
+
+    def set_overlay_peers(
+        self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]
+    ) -> None:
+        from runtime.network.ipam import mac_for
+        from runtime.network.vxlan import Peer
+
+        self.overlay(overlay).set_peers(
+            Peer(IPv4Address(ip), mac_for(IPv4Address(ip)), IPv4Address(vtep)) for ip, vtep in peers
+        )
+
 
 def make_engine(config: EngineConfig, cleanup_on_exit: bool = True) -> Engine:
-    return Engine(config, network=LazyBridge(config), cleanup_on_exit=cleanup_on_exit)
+    return Engine(config, network=LazyNetworks(config), cleanup_on_exit=cleanup_on_exit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -42,6 +43,42 @@ class Mount:
             raise ContainerError(f"invalid volume name {self.source!r}")
 
 
+MAX_VNI = (1 << 24) - 1
+
+
+@dataclass(frozen=True)
+class OverlayAttachment:
+    """A container's place on an overlay network, as the cluster allocated it: the
+    network's id, VNI, subnet and gateway, the container's address, and this node's own
+    address (its VXLAN tunnel endpoint)."""
+
+    network_id: str
+    vni: int
+    subnet: str  # CIDR
+    gateway: str
+    address: str
+    vtep: str
+    name: str = ""  # the network's name, for inspect
+
+    def validate(self) -> None:
+        if not NAME_RE.match(self.network_id):
+            raise ContainerError(f"invalid overlay network id {self.network_id!r}")
+        if not 1 <= self.vni <= MAX_VNI:
+            raise ContainerError(f"overlay {self.network_id}: VNI {self.vni} is out of range")
+        try:
+            subnet = ipaddress.IPv4Network(self.subnet)
+            gateway = ipaddress.IPv4Address(self.gateway)
+            address = ipaddress.IPv4Address(self.address)
+            ipaddress.IPv4Address(self.vtep)
+        except ValueError as exc:
+            raise ContainerError(f"overlay {self.network_id}: {exc}") from None
+        if gateway not in subnet or address not in subnet or address == gateway:
+            raise ContainerError(
+                f"overlay {self.network_id}: {address} (gateway {gateway}) does not fit "
+                f"subnet {subnet}"
+            )
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     """What a user asks of a container (the image's config fills in the rest)."""
@@ -59,6 +96,8 @@ class ContainerSpec:
     limits: Limits = field(default_factory=Limits)
     network: str = "bridge"
     ports: tuple[str, ...] = ()  # "[ip:]host:container[/proto]"
+    # Overlay networks, as eth0, eth1, ... in this order; the bridge (the way out) after them.
+    overlays: tuple[OverlayAttachment, ...] = ()
     tty: bool = False
     stdin_open: bool = False
     stop_signal: str = "SIGTERM"
@@ -81,6 +120,12 @@ class ContainerSpec:
             )
         if self.ports and self.network != "bridge":
             raise ContainerError("published ports need the bridge network")
+        if self.overlays and self.network == "host":
+            raise ContainerError("a container on the host's network cannot join overlay networks")
+        for overlay in self.overlays:
+            overlay.validate()
+        if len({o.network_id for o in self.overlays}) != len(self.overlays):
+            raise ContainerError("a container joins each overlay network once")
         if self.limits.memory_bytes < 0 or self.limits.nano_cpus < 0 or self.limits.pids < 0:
             raise ContainerError("limits cannot be negative")
         if 0 < self.limits.memory_bytes < 6 * 1024 * 1024:
@@ -102,6 +147,7 @@ class ContainerSpec:
         data["mounts"] = tuple(Mount(**m) for m in data["mounts"])
         data["limits"] = Limits(**data["limits"])
         data["ports"] = tuple(data["ports"])
+        data["overlays"] = tuple(OverlayAttachment(**o) for o in data.get("overlays", ()))
         return cls(**data)
 
 

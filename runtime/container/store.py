@@ -38,7 +38,8 @@ class State:
     shim_start: int = 0
     started_at: str = ""
     error: str = ""
-    network: dict[str, Any] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=dict)  # the bridge attachment
+    overlays: dict[str, Any] = field(default_factory=dict)  # network id -> its endpoint
 
 
 def proc_start_time(pid: int) -> int:

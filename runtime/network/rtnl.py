@@ -27,13 +27,18 @@ from pyroute2.netlink import (
     NLMSG_DONE,
     NLMSG_ERROR,
 )
-from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK
+from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
 _ERRNO = struct.Struct("=i")
-_DECODERS: dict[int, type[Any]] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg}
+_DECODERS: dict[int, type[Any]] = {
+    RTM_NEWLINK: ifinfmsg,
+    RTM_NEWADDR: ifaddrmsg,
+    RTM_NEWNEIGH: ndmsg,
+}
 RECV_BYTES = 1 << 16
 TIMEOUT_S = 10.0  # the kernel answers at once; this only bounds a wait that went wrong
 CREATE = NLM_F_CREATE | NLM_F_EXCL

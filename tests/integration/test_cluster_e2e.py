@@ -1,4 +1,5 @@
-"""The whole stack: swarmd managers and workers with real agents and real containers."""
+"""The whole stack: swarmd managers and workers with real agents and real containers, and
+overlay networks between them."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ import pytest
 
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
-from tests.integration.manager.swarm_cluster import SwarmCluster, real_swarm, until
-from tests.integration.runtime.test_cli import SHOAL
+from tests.integration.manager.swarm_cluster import (
+    SwarmCluster,
+    create,
+    listed,
+    ok,
+    real_swarm,
+    until_running,
+)
+from tests.polling import until
 
 
 @pytest.fixture
@@ -27,9 +35,8 @@ def swarm(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[Swar
 
 def containers(swarm: SwarmCluster, machine: Machine) -> dict[str, int]:
     """Running containers of the node's engine: name -> pid."""
-    env = {**swarm.lab.env(machine), "SHOAL_ROOT": str(swarm.state_dir(machine) / "engine")}
-    proc = machine.popen([SHOAL, "ps", "--format", "json"], env, stdout=-1, text=True)
-    out, _ = proc.communicate(timeout=30)
+    code, out = swarm.shoal(machine, "ps", "--format", "json")
+    assert code == 0, out
     return {c["Name"]: c["State"]["Pid"] for c in json.loads(out or "[]")}
 
 
@@ -38,28 +45,66 @@ def test_replicas_run_as_containers_and_survive_a_worker_swarmd_kill(
 ) -> None:
     manager, worker = swarm.lab.machines[0], swarm.lab.machines[1]
     image = f"{swarm.lab.registry}/busybox:latest"
-    web = swarm.control(
-        manager, "create", "web", "6", image, "httpd", "-f", "-p", "80", "-h", "/var/www"
-    )["id"]
+    web = create(swarm, manager, "web", 6, image, "httpd", "-f", "-p", "80", "-h", "/var/www")
 
-    def running() -> list[dict[str, Any]]:
-        tasks = swarm.control(manager, "tasks", web)
-        return [t for t in tasks if t["desired"] == "RUNNING" and t["state"] == "RUNNING"]
-
-    tasks = until(lambda: len(running()) == 6 and running(), "6 running containers")
-    assert sorted(Counter(t["node_id"] for t in tasks).values()) == [2, 2, 2]
+    found = until_running(swarm, manager, web, 6, "6 running containers")
+    assert sorted(Counter(t["node_id"] for t in found).values()) == [2, 2, 2]
     before = containers(swarm, worker)
     assert len(before) == 2 and all(name.startswith("web.") for name in before)
 
     swarm.kill(worker)  # kill -9 of the worker's swarmd: its containers keep running
     assert containers(swarm, worker) == before
     swarm.restart(worker, ready=r"session \S+ open")
-    until(lambda: len(running()) == 6, "6 running after the restart")  # re-adopted, not restarted
+    # Re-adopted, not restarted.
+    until_running(swarm, manager, web, 6, "6 running after the restart")
     assert containers(swarm, worker) == before
 
-    swarm.control(manager, "scale", web, "2")
-    until(lambda: len(running()) == 2, "scaled down to 2")
+    ok(swarm, manager, "service", "scale", "--detach", f"{web}=2")
+    until_running(swarm, manager, web, 2, "scaled down to 2")
     until(
-        lambda: sum(len(containers(swarm, m)) for m in swarm.lab.machines) == 2,
+        lambda: sum(len(containers(swarm, m)) for m in swarm.lab.machines),
         "only 2 containers left running",
+        holds=lambda count: count == 2,
+    )
+
+
+def container(task: dict[str, Any]) -> str:
+    return f"web.{task['slot']}.{task['id']}"
+
+
+def overlay_address(task: dict[str, Any], network_id: str) -> str:
+    (found,) = [n for n in task["networks"] if n["network"]["id"] == network_id]
+    return str(found["addresses"][0]).split("/")[0]
+
+
+def test_tasks_on_two_machines_reach_each_other_over_an_overlay(swarm: SwarmCluster) -> None:
+    manager = swarm.lab.machines[0]
+    by_name = {m.name: m for m in swarm.lab.machines}
+    image = f"{swarm.lab.registry}/busybox:latest"
+    network_id = ok(swarm, manager, "network", "create", "--driver", "overlay", "net1").out.strip()
+    ok(
+        swarm, manager, "service", "create", "--detach", "--name", "web", "--replicas", "2",
+        "--network", "net1", "--constraint", "node.role==worker", "--replicas-max-per-node",
+        "1", "--restart-delay", "0s", image, "httpd", "-f", "-p", "8080", "-h", "/etc",
+    )  # fmt: skip
+    found = until_running(swarm, manager, "web", 2, "2 web tasks on the workers")
+    hostnames = {
+        str(n["id"]): n["description"]["hostname"]
+        for n in listed(swarm, manager, "node", "ls", "--format", "json")
+    }
+    (one, other) = found
+    assert one["node_id"] != other["node_id"]
+    client, server = (by_name[hostnames[t["node_id"]]] for t in (one, other))
+    target = overlay_address(other, network_id)
+    assert overlay_address(one, network_id) != target
+    code, hostname = swarm.shoal(server, "exec", container(other), "cat", "/etc/hostname")
+    assert code == 0
+    # The peers reach the client's node with its assignments: poll until the other task
+    # answers over the overlay.
+    fetch = ("timeout", "5", "wget", "-q", "-O", "-", f"http://{target}:8080/hostname")
+    until(
+        lambda: swarm.shoal(client, "exec", container(one), *fetch),
+        f"{container(one)} fetching {target}:8080 over net1",
+        holds=lambda result: result == (0, hostname),
+        timeout_s=30,
     )

@@ -212,14 +212,70 @@ class AssignmentsRequest(_message.Message):
 Global___AssignmentsRequest: _TypeAlias = AssignmentsRequest  # noqa: Y015
 
 @_typing.final
+class NetworkPeers(_message.Message):
+    """Where the endpoints of one overlay network run, for a node that runs a task on
+    it: every task on the network on another node, with that node's address (its
+    VXLAN tunnel endpoint). The node programs its static forwarding entries from it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Peer(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        TASK_ID_FIELD_NUMBER: _builtins.int
+        ADDRESS_FIELD_NUMBER: _builtins.int
+        NODE_ADDRESS_FIELD_NUMBER: _builtins.int
+        task_id: _builtins.str
+        address: _builtins.str
+        """The task's address on the network (without prefix length)."""
+        node_address: _builtins.str
+        """The address of the node that runs it."""
+        def __init__(
+            self,
+            *,
+            task_id: _builtins.str = ...,
+            address: _builtins.str = ...,
+            node_address: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "node_address", b"node_address", "task_id", b"task_id"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NETWORK_ID_FIELD_NUMBER: _builtins.int
+    PEERS_FIELD_NUMBER: _builtins.int
+    network_id: _builtins.str
+    @_builtins.property
+    def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkPeers.Peer]: ...
+    def __init__(
+        self,
+        *,
+        network_id: _builtins.str = ...,
+        peers: _abc.Iterable[Global___NetworkPeers.Peer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["network_id", b"network_id", "peers", b"peers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkPeers: _TypeAlias = NetworkPeers  # noqa: Y015
+
+@_typing.final
 class Assignment(_message.Message):
-    """One thing the node must hold: a task to run, or a secret/config a task uses."""
+    """One thing the node must hold: a task to run, a secret/config a task uses, or the
+    peers of an overlay network one of its tasks is on.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_FIELD_NUMBER: _builtins.int
     SECRET_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
+    NETWORK_PEERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def task(self) -> _objects_pb2.Task: ...
     @_builtins.property
@@ -228,18 +284,21 @@ class Assignment(_message.Message):
 
     @_builtins.property
     def config(self) -> _objects_pb2.Config: ...
+    @_builtins.property
+    def network_peers(self) -> Global___NetworkPeers: ...
     def __init__(
         self,
         *,
         task: _objects_pb2.Task | None = ...,
         secret: _objects_pb2.Secret | None = ...,
         config: _objects_pb2.Config | None = ...,
+        network_peers: Global___NetworkPeers | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "item", b"item", "secret", b"secret", "task", b"task"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "item", b"item", "network_peers", b"network_peers", "secret", b"secret", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "item", b"item", "secret", b"secret", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "item", b"item", "network_peers", b"network_peers", "secret", b"secret", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["task", "secret", "config"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["task", "secret", "config", "network_peers"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 

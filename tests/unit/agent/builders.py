@@ -1,17 +1,12 @@
-"""Tasks and polling helpers for agent tests."""
+"""Tasks for agent tests."""
 
 from __future__ import annotations
-
-import asyncio
-import time
-from collections.abc import Callable
 
 from google.protobuf.duration_pb2 import Duration
 
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
 
 TS = types_pb2.TaskState
-DEADLINE_S = 10.0
 
 
 def task(
@@ -61,12 +56,20 @@ def with_desired(
     return copy
 
 
-async def eventually(
-    predicate: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S
-) -> None:
-    """Poll `predicate` until it holds; fail naming `what` after `deadline_s`."""
-    deadline = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
-        await asyncio.sleep(0.01)
+def overlay_network(
+    network_id: str, vni: str = "4097", internal: bool = False, driver: str = ""
+) -> objects_pb2.Network:
+    network = objects_pb2.Network(id=network_id)
+    network.spec.annotations.name = f"name-{network_id}"
+    network.spec.internal = internal
+    network.spec.driver_config.name = driver
+    if vni:
+        network.driver_state.options["vni"] = vni
+    network.ipam.configs.add(subnet="10.0.1.0/24", gateway="10.0.1.1")
+    return network
+
+
+def attached(t: objects_pb2.Task, *networks: objects_pb2.Network) -> objects_pb2.Task:
+    for number, network in enumerate(networks, 2):
+        t.networks.add(network=network, addresses=[f"10.0.1.{number}/24"])
+    return t

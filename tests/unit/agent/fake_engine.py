@@ -10,11 +10,12 @@ import secrets
 import signal
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.container.spec import ContainerSpec
+from runtime.container.spec import ContainerSpec, OverlayAttachment
 from runtime.errors import ContainerError, NotFound
 from runtime.image.errors import ImageNotFound, RegistryError
 
@@ -85,6 +86,8 @@ class FakeEngine:
         self.containers: dict[str, FakeContainer] = {}
         self.calls: list[tuple[str, str]] = []  # (operation, container id)
         self.fail_start: Exception | None = None
+        # network id -> each set of (address, node address) peers programmed, in order
+        self.overlay_peers: dict[str, list[list[tuple[str, str]]]] = {}
         self._lock = threading.RLock()
         self._serial = 0
 
@@ -186,6 +189,12 @@ class FakeEngine:
             ids = list(self.containers)
         infos = [self.inspect(i) for i in ids]
         return [i for i in infos if all or i["State"]["Running"]]
+
+    def set_overlay_peers(
+        self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]
+    ) -> None:
+        with self._lock:
+            self.overlay_peers.setdefault(overlay.network_id, []).append(sorted(peers))
 
     def kill_all(self) -> None:
         """Test teardown: no sleep process outlives its test."""

@@ -12,7 +12,7 @@ from runtime.container.cgroups import Limits
 from runtime.container.spec import Mount
 from runtime.errors import ContainerError
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
-from tests.unit.agent.builders import task
+from tests.unit.agent.builders import attached, overlay_network, task
 
 M = types_pb2.Mount
 P = types_pb2.PortConfig
@@ -213,3 +213,48 @@ def test_a_task_without_a_container_is_refused() -> None:
 def test_the_runtimes_own_checks_apply(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ContainerError, match=message):
         translated(task("t1", **fields))
+
+
+def test_overlay_networks_become_the_first_interfaces_and_the_bridge_the_way_out() -> None:
+    spec = runtime_spec(
+        attached(task(), overlay_network("n1"), overlay_network("n2", "4098")),
+        "node-1",
+        {},
+        "192.0.2.10",
+    )
+    assert [(o.network_id, o.vni, o.address, o.vtep, o.name) for o in spec.overlays] == [
+        ("n1", 4097, "10.0.1.2", "192.0.2.10", "name-n1"),
+        ("n2", 4098, "10.0.1.3", "192.0.2.10", "name-n2"),
+    ]
+    assert (spec.overlays[0].subnet, spec.overlays[0].gateway) == ("10.0.1.0/24", "10.0.1.1")
+    assert spec.network == "bridge"
+    assert translated(task()).overlays == ()
+
+
+def test_internal_overlays_only_mean_no_way_out() -> None:
+    internal = runtime_spec(
+        attached(task(), overlay_network("n1", internal=True)), "node-1", {}, "192.0.2.10"
+    )
+    assert internal.network == "none" and len(internal.overlays) == 1
+    mixed = runtime_spec(
+        attached(task(), overlay_network("n1", internal=True), overlay_network("n2")),
+        "node-1",
+        {},
+        "192.0.2.10",
+    )
+    assert mixed.network == "bridge"
+
+
+@pytest.mark.parametrize(
+    ("network", "data_address", "message"),
+    [
+        (overlay_network("n1", vni=""), "192.0.2.10", "name-n1 is not allocated"),
+        (overlay_network("n1", driver="macvlan"), "192.0.2.10", "driver 'macvlan'"),
+        (overlay_network("n1"), "", "no address for overlay traffic"),
+    ],
+)
+def test_overlays_that_cannot_be_joined_are_refused(
+    network: objects_pb2.Network, data_address: str, message: str
+) -> None:
+    with pytest.raises(TaskSpecError, match=message):
+        runtime_spec(attached(task(), network), "node-1", {}, data_address)

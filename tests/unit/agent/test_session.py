@@ -16,7 +16,8 @@ from agent.managers import Managers
 from agent.reporter import StatusReporter
 from agent.session import Session
 from shoal.v1 import dispatcher_pb2, dispatcher_pb2_grpc, objects_pb2, types_pb2
-from tests.unit.agent.builders import TS, eventually, task
+from tests.polling import until_async
+from tests.unit.agent.builders import TS, task
 from tests.unit.agent.fake_dispatcher import Failure, FakeDispatcher, serve
 
 
@@ -25,6 +26,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.complete: list[list[str]] = []
+        self.network_peers: list[tuple[list[str], list[str], bool]] = []
         self.increments: list[tuple[list[str], list[str]]] = []
 
     async def assign(self, tasks: Sequence[objects_pb2.Task]) -> None:
@@ -32,6 +34,14 @@ class Sink:
 
     async def update(self, updated: Sequence[objects_pb2.Task], removed: Sequence[str]) -> None:
         self.increments.append(([t.id for t in updated], list(removed)))
+
+    async def peers(
+        self,
+        updated: Sequence[dispatcher_pb2.NetworkPeers],
+        removed: Sequence[str],
+        complete: bool = False,
+    ) -> None:
+        self.network_peers.append(([p.network_id for p in updated], list(removed), complete))
 
 
 class Cluster:
@@ -94,7 +104,7 @@ def reconnects() -> float:
 async def test_registers_and_heartbeats_at_the_dispatchers_period(cluster: Cluster) -> None:
     m1 = await cluster.manager("m1", heartbeat_period=0.2)
     session = cluster.connect("m1")
-    await eventually(lambda: len(m1.recorded.heartbeats) >= 3, "three heartbeats")
+    await until_async(lambda: len(m1.recorded.heartbeats) >= 3, "three heartbeats")
     (request,) = m1.recorded.sessions
     assert request.description.hostname == "node-a" and request.session_id == ""
     assert session.session_id == m1.recorded.session_ids[0]
@@ -107,10 +117,10 @@ async def test_complete_set_then_increments(cluster: Cluster) -> None:
     m1 = await cluster.manager("m1")
     m1.set_task(task("a"))
     cluster.connect("m1")
-    await eventually(lambda: cluster.sink.complete == [["a"]], "the complete set")
+    await until_async(lambda: cluster.sink.complete == [["a"]], "the complete set")
     m1.set_task(task("b"))
     m1.remove_task("a")
-    await eventually(lambda: len(cluster.sink.increments) == 2, "two increments")
+    await until_async(lambda: len(cluster.sink.increments) == 2, "two increments")
     assert cluster.sink.increments == [(["b"], []), ([], ["a"])]
 
 
@@ -118,13 +128,13 @@ async def test_an_increment_that_does_not_apply_reopens_the_stream(cluster: Clus
     m1 = await cluster.manager("m1")
     m1.set_task(task("a"))
     cluster.connect("m1")
-    await eventually(lambda: cluster.sink.complete == [["a"]], "the complete set")
+    await until_async(lambda: cluster.sink.complete == [["a"]], "the complete set")
     m1.send_assignments(
         dispatcher_pb2.AssignmentsMessage(
             type=dispatcher_pb2.AssignmentsMessage.INCREMENTAL, applies_to="999", results_in="1000"
         )
     )
-    await eventually(lambda: len(cluster.sink.complete) == 2, "a fresh complete set")
+    await until_async(lambda: len(cluster.sink.complete) == 2, "a fresh complete set")
     assert m1.recorded.assignment_streams == 2
     assert cluster.sink.increments == []  # the stray increment was not applied
     assert len(m1.recorded.session_ids) == 1  # the session itself went on
@@ -136,11 +146,11 @@ async def test_a_dropped_session_reconnects_and_gets_a_fresh_complete_set(
     m1 = await cluster.manager("m1")
     m1.set_task(task("a"))
     session = cluster.connect("m1")
-    await eventually(lambda: cluster.sink.complete == [["a"]], "the complete set")
+    await until_async(lambda: cluster.sink.complete == [["a"]], "the complete set")
     before = reconnects()
     first_id = session.session_id
     m1.end_sessions()
-    await eventually(lambda: len(cluster.sink.complete) == 2, "a second complete set")
+    await until_async(lambda: len(cluster.sink.complete) == 2, "a second complete set")
     assert reconnects() == before + 1
     assert session.session_id != first_id
     assert m1.recorded.sessions[1].session_id == first_id  # offered for resumption
@@ -154,7 +164,7 @@ async def test_a_manager_that_refuses_sends_the_agent_to_another(
     m2 = await cluster.manager("m2")
     m1.fail_sessions = [Failure(code, "not the leader")] * 1000
     cluster.connect("m1", "m2")
-    await eventually(lambda: cluster.on("m2"), "a session with m2")
+    await until_async(lambda: cluster.on("m2"), "a session with m2")
     assert m2.recorded.sessions
 
 
@@ -164,13 +174,13 @@ async def test_a_dead_manager_is_left_for_one_from_the_last_list(cluster: Cluste
     m3 = await cluster.manager("m3")
     m2.set_task(task("a"))
     cluster.connect("m1")  # configured with m1 only
-    await eventually(lambda: cluster.on("m1"), "a session with m1")
+    await until_async(lambda: cluster.on("m1"), "a session with m1")
     m1.set_managers([(m1.address, 10), (m2.address, 10)])  # m3 is not in the list
     session = cluster.session
     assert session is not None
-    await eventually(lambda: len(session.managers.addresses) == 2, "the new list")
+    await until_async(lambda: len(session.managers.addresses) == 2, "the new list")
     await cluster.kill("m1")
-    await eventually(lambda: cluster.sink.complete[-1:] == [["a"]], "m2's complete set")
+    await until_async(lambda: cluster.sink.complete[-1:] == [["a"]], "m2's complete set")
     assert cluster.on("m2")
     assert m3.recorded.sessions == []
 
@@ -181,13 +191,13 @@ async def test_it_never_gives_up_on_an_absent_manager(cluster: Cluster) -> None:
     await cluster.kill("m1")  # nothing listens there now
     before = reconnects()
     cluster.connect("m1")
-    await eventually(lambda: reconnects() >= before + 5, "five attempts")
+    await until_async(lambda: reconnects() >= before + 5, "five attempts")
     server = grpc.aio.server()
     dispatcher_pb2_grpc.add_DispatcherServicer_to_server(m1, server)
     server.add_insecure_port(address)
     await server.start()
     cluster.servers["m1"] = server
-    await eventually(lambda: cluster.on("m1"), "a session once m1 is back")
+    await until_async(lambda: cluster.on("m1"), "a session once m1 is back")
 
 
 async def test_an_unconfirmed_session_times_out(cluster: Cluster) -> None:
@@ -195,26 +205,26 @@ async def test_an_unconfirmed_session_times_out(cluster: Cluster) -> None:
     await cluster.manager("m2")
     m1.stall_sessions = True
     cluster.connect("m1", "m2", first_message_timeout=0.3)
-    await eventually(lambda: cluster.on("m2"), "a session with m2")
+    await until_async(lambda: cluster.on("m2"), "a session with m2")
 
 
 async def test_a_forgotten_session_starts_anew(cluster: Cluster) -> None:
     m1 = await cluster.manager("m1", heartbeat_period=0.05)
     session = cluster.connect("m1")
-    await eventually(lambda: len(m1.recorded.heartbeats) >= 1, "a heartbeat")
+    await until_async(lambda: len(m1.recorded.heartbeats) >= 1, "a heartbeat")
     first_id = session.session_id
     m1.fail_heartbeats = [Failure(grpc.StatusCode.NOT_FOUND, "unknown session")]
-    await eventually(lambda: len(m1.recorded.session_ids) == 2 and cluster.on("m1"), "new session")
+    await until_async(lambda: len(m1.recorded.session_ids) == 2 and cluster.on("m1"), "new session")
     assert session.session_id != first_id
 
 
 async def test_statuses_go_in_batches_of_at_most_100(cluster: Cluster) -> None:
     m1 = await cluster.manager("m1")
     cluster.connect("m1")
-    await eventually(lambda: cluster.on("m1"), "a session")
+    await until_async(lambda: cluster.on("m1"), "a session")
     for n in range(150):
         cluster.reporter.report(f"t{n}", types_pb2.TaskStatus(state=TS.RUNNING))
-    await eventually(lambda: sum(map(len, m1.recorded.batches)) == 150, "150 updates")
+    await until_async(lambda: sum(map(len, m1.recorded.batches)) == 150, "150 updates")
     assert sorted(map(len, m1.recorded.batches), reverse=True) == [100, 50]
 
 
@@ -223,10 +233,10 @@ async def test_a_batch_the_dispatcher_refused_is_sent_again_after_reconnecting(
 ) -> None:
     m1 = await cluster.manager("m1")
     cluster.connect("m1")
-    await eventually(lambda: cluster.on("m1"), "a session")
+    await until_async(lambda: cluster.on("m1"), "a session")
     m1.fail_status = [Failure(grpc.StatusCode.UNAVAILABLE, "store unavailable")]
     cluster.reporter.report("a", types_pb2.TaskStatus(state=TS.RUNNING, message="started"))
-    await eventually(lambda: m1.recorded.last("a") is not None, "the status delivered")
+    await until_async(lambda: m1.recorded.last("a") is not None, "the status delivered")
     assert len(m1.recorded.session_ids) == 2
     assert m1.recorded.states("a") == [TS.RUNNING]
 
@@ -238,6 +248,6 @@ async def test_statuses_reported_while_disconnected_wait_for_a_session(
     m1.stall_sessions = True
     cluster.connect("m1", first_message_timeout=0.2)
     cluster.reporter.report("a", types_pb2.TaskStatus(state=TS.COMPLETE))
-    await eventually(lambda: len(m1.recorded.sessions) >= 2, "a retried session")
+    await until_async(lambda: len(m1.recorded.sessions) >= 2, "a retried session")
     m1.stall_sessions = False
-    await eventually(lambda: m1.recorded.states("a") == [TS.COMPLETE], "the status delivered")
+    await until_async(lambda: m1.recorded.states("a") == [TS.COMPLETE], "the status delivered")

@@ -26,7 +26,8 @@ def summary(message: dispatcher_pb2.AssignmentsMessage) -> set[tuple[str, str, s
         kind = change.assignment.WhichOneof("item")
         assert kind is not None
         item = getattr(change.assignment, kind)
-        result.add((dispatcher_pb2.AssignmentChange.Action.Name(change.action), kind, item.id))
+        item_id = item.network_id if kind == "network_peers" else item.id
+        result.add((dispatcher_pb2.AssignmentChange.Action.Name(change.action), kind, item_id))
     return result
 
 
@@ -137,6 +138,71 @@ async def test_secrets_and_configs_follow_the_tasks_that_use_them(harness: Harne
         ("REMOVE", "secret", "s1"),
         ("REMOVE", "config", "c1"),
     }
+    call.cancel()
+    session_call.cancel()  # type: ignore[attr-defined]
+
+
+def on_network(t: objects_pb2.Task, network_id: str, address: str) -> objects_pb2.Task:
+    t.networks.add(network=objects_pb2.Network(id=network_id), addresses=[f"{address}/24"])
+    return t
+
+
+def peers_of(message: dispatcher_pb2.AssignmentsMessage, network_id: str) -> set[str]:
+    """ "task_id address@node_address" of the network's peers in `message`."""
+    (found,) = [
+        c.assignment.network_peers
+        for c in message.changes
+        if c.assignment.network_peers.network_id == network_id
+    ]
+    return {f"{p.task_id} {p.address}@{p.node_address}" for p in found.peers}
+
+
+async def test_overlay_peers_follow_the_tasks_on_the_networks_the_node_serves(
+    harness: Harness,
+) -> None:
+    store = harness.store
+    n2, n3 = node("n2"), node("n3")
+    n2.status.addr, n3.status.addr = "192.0.2.2", "192.0.2.3"
+    mine = on_network(task("n1", types_pb2.RUNNING), "net1", "10.0.1.2")
+    peer = on_network(task("n2", types_pb2.RUNNING), "net1", "10.0.1.3")
+    starting = on_network(task("n3", types_pb2.ASSIGNED), "net1", "10.0.1.4")
+    stopped = on_network(task("n2", types_pb2.COMPLETE), "net1", "10.0.1.5")
+    elsewhere = on_network(task("n2", types_pb2.RUNNING), "net2", "10.0.2.3")
+    await put(store, node("n1"), n2, n3, mine, peer, starting, stopped, elsewhere)
+    agent, session_call, session_id = await connect(harness)
+    call = agent.assignments(session_id)
+
+    complete = await read(call)
+    assert summary(complete) == {("UPDATE", "task", mine.id), ("UPDATE", "network_peers", "net1")}
+    assert peers_of(complete, "net1") == {
+        f"{peer.id} 10.0.1.3@192.0.2.2",
+        f"{starting.id} 10.0.1.4@192.0.2.3",
+    }
+
+    def failed(t: objects_pb2.Task) -> None:
+        t.status.state = types_pb2.FAILED
+
+    await change_task(store, starting.id, failed)  # a task of another node: still heard
+    gone = await incremental(harness, call)
+    assert summary(gone) == {("UPDATE", "network_peers", "net1")}
+    assert peers_of(gone, "net1") == {f"{peer.id} 10.0.1.3@192.0.2.2"}
+
+    def moved(n: objects_pb2.Node) -> None:
+        n.status.addr = "192.0.2.22"
+
+    def write(tx: WriteTx) -> None:
+        current = tx.get(objects_pb2.Node, "n2")
+        assert current is not None
+        moved(current)
+        tx.update(current)
+
+    await store.update(write)
+    readdressed = await incremental(harness, call)
+    assert peers_of(readdressed, "net1") == {f"{peer.id} 10.0.1.3@192.0.2.22"}
+
+    await store.update(lambda tx: tx.delete(objects_pb2.Task, mine.id))
+    left = await incremental(harness, call)
+    assert summary(left) == {("REMOVE", "task", mine.id), ("REMOVE", "network_peers", "net1")}
     call.cancel()
     session_call.cancel()  # type: ignore[attr-defined]
 
