@@ -2,10 +2,11 @@
 
 Every wait of the tests goes through here (no bare sleeps as synchronisation): `until` from
 plain code (threads, processes, the lab), `until_async` inside an event loop, whose other
-tasks run between tries (a probe that blocks runs `until` in a thread instead:
-`await asyncio.to_thread(until, ...)`). Each is bounded twice, in time (`timeout_s`) and in
-tries (`max_tries`, by default as many as fit in the time at `interval_s`; an interval of 0,
-which only lets the loop turn, needs it), and fails with an AssertionError that says what
+tasks run between tries, and `until_awaited` there for a probe that is a coroutine (a probe
+that blocks runs `until` in a thread instead: `await asyncio.to_thread(until, ...)`). Each
+is bounded twice, in time (`timeout_s`) and in tries (`max_tries`, by default as many as fit
+in the time at `interval_s`; an interval of 0, which only lets the loop turn, needs it), and
+fails with an AssertionError that says what
 was awaited and what was last seen:
 
     tasks = until(lambda: running(swarm, web), "6 running tasks", holds=lambda r: len(r) == 6)
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypedDict, TypeVar, Unpack
 
 T = TypeVar("T")
@@ -79,14 +80,23 @@ class _Watch(Generic[T]):
 
     def test(self, probe: Callable[[], T]) -> T | _NotYet:
         """One try: the value if it holds."""
-        self.tries += 1
         try:
             value = probe()
         except self.retry_on as error:
-            self.last = _shown(f"{type(error).__name__}: {error}")
-            return _NOT_YET
+            return self.missed(error)
+        return self.judge(value)
+
+    def judge(self, value: T) -> T | _NotYet:
+        """A try that gave `value`: the value if it holds."""
+        self.tries += 1
         self.last = _shown(repr(value))
         return value if self.holds(value) else _NOT_YET
+
+    def missed(self, error: Exception) -> _NotYet:
+        """A try that raised one of `retry_on`."""
+        self.tries += 1
+        self.last = _shown(f"{type(error).__name__}: {error}")
+        return _NOT_YET
 
     def pause(self) -> float:
         """How long to wait before the next try; raises the failure when the wait is over."""
@@ -131,3 +141,22 @@ async def until_async(
     while isinstance(value := watch.test(probe), _NotYet):
         await asyncio.sleep(watch.pause())
     return value
+
+
+async def until_awaited(
+    probe: Callable[[], Awaitable[T]],
+    what: str,
+    *,
+    holds: Callable[[T], object] = bool,
+    **bounds: Unpack[Bounds],
+) -> T:
+    """`until_async` for a probe that is itself asynchronous (an RPC, a raft status)."""
+    watch = _Watch(what, holds, 0.005, **bounds)
+    while True:
+        try:
+            result = watch.judge(await probe())
+        except watch.retry_on as error:
+            result = watch.missed(error)
+        if not isinstance(result, _NotYet):
+            return result
+        await asyncio.sleep(watch.pause())

@@ -134,6 +134,14 @@ def test_lab_down_removes_processes_mounts_and_cgroups(
         sleeper = subprocess.Popen(
             [SWARM_MACHINE, "ssh", machine, "--", "sleep", "1000"], start_new_session=True
         )
+        # `ssh` enters the machine, then execs: once the sleep runs, it is inside.
+        until(
+            lambda: Path(f"/proc/{sleeper.pid}/cmdline").read_bytes(),
+            "the ssh'd sleep to run inside the machine",
+            holds=lambda cmdline: cmdline.startswith(b"sleep\0"),
+            retry_on=(FileNotFoundError,),
+            timeout_s=30,
+        )
         mnt = Path(info["state_dir"]) / "mnt"
         mnt.mkdir()
         libc.mount("/tmp", str(mnt), None, libc.MS_BIND)

@@ -68,6 +68,13 @@ def test_unknown_command_is_a_clear_error(
     with pytest.raises(ContainerError, match="exec no-such-cmd: No such file or directory"):
         engine.run(_spec("no-such-cmd"), busybox)
     (info,) = engine.list(all=True)
+    # The failed start's shim records the exit on its own, a moment after the error.
+    until(
+        lambda: engine.status(info["Id"]),
+        "the failed start's exit on record",
+        holds=lambda status: status == "exited",
+        timeout_s=10,
+    )
     assert engine.wait(info["Id"], timeout=10)["exit_code"] == 127
 
 

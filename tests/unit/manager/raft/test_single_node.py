@@ -17,6 +17,7 @@ from manager.raft import Leadership, Raft, RaftConfig, RaftFailed
 from manager.raft.errors import RaftError
 from manager.store import ProposalFailed, Store, StoreError, VersionConflict, new_id
 from shoal.v1 import objects_pb2, store_pb2
+from tests.polling import until_awaited
 
 
 def free_port() -> int:
@@ -84,11 +85,13 @@ async def test_too_large_a_transaction_is_refused(node: tuple[Raft, Store]) -> N
         await store.update(lambda tx: tx.create(config_obj))
 
 
-async def snapshot_written(raft: Raft, timeout: float = 30) -> None:
-    """Returns once the compaction policy has written a snapshot (polled)."""
-    async with asyncio.timeout(timeout):
-        while not (await raft.status()).snapshot_index:
-            await asyncio.sleep(0.02)
+async def snapshot_written(raft: Raft) -> None:
+    """Returns once the compaction policy has written a snapshot."""
+
+    async def snapshot_index() -> int:
+        return (await raft.status()).snapshot_index
+
+    await until_awaited(snapshot_index, "a snapshot by the compaction policy", timeout_s=30)
 
 
 async def test_state_survives_a_restart_from_journal_and_snapshot(tmp_path: Path) -> None:
