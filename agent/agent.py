@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import GRPC_FORK_SUPPORT
+from agent.discovery import Discovery
 from agent.errors import ConfigError
 from agent.executor import Executor
 from agent.log_subscriptions import LogSubscriptions
@@ -72,12 +73,17 @@ class Agent:
             insecure_registries=config.insecure_registries,
             cgroup_parent=config.cgroup_parent,
         )
-        engine = make_engine(engine_config)
+        self.discovery = Discovery(lambda: self.worker.overlays)
+        engine = make_engine(engine_config, resolver=self.discovery)
         self.executor = Executor(engine, ImageStore(engine_config))
         self.logs = LogSubscriptions(config.node_id, engine)
         self.reporter = StatusReporter()
         self.worker = Worker(
-            self.executor, config.node_id, self.reporter.report, config.data_address
+            self.executor,
+            config.node_id,
+            self.reporter.report,
+            config.data_address,
+            self.discovery.refresh,
         )
         self._describe()  # bad labels fail here rather than at every session
         self.session = Session(
@@ -97,9 +103,11 @@ class Agent:
     async def run(self) -> None:
         """Serve the node until cancelled (or `stop()`); containers outlive the agent."""
         self._running = asyncio.current_task()
+        self.discovery.bind(asyncio.get_running_loop())
         try:
             await self.session.run()
         finally:
+            await self.discovery.close()
             await self.worker.close()
             self.executor.close()
             self.logs.close()

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.errors import TaskSpecError
+from common.naming import task_name
 from runtime.container.cgroups import Limits
 from runtime.container.spec import ContainerSpec, Mount, OverlayAttachment
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
@@ -33,12 +34,15 @@ OVERLAY_DRIVERS = ("", "overlay")
 
 
 def container_name(task: objects_pb2.Task) -> str:
-    """`<service name>.<slot>.<task id>` (`<service>.<node id>.<task id>` for global
-    tasks), or the task's own name when it has one, as Swarm names them."""
-    if task.annotations.name:
-        return task.annotations.name
-    service = task.service_annotations.name or task.service_id
-    return f"{service}.{task.slot or task.node_id}.{task.id}"
+    """The task's name (common.naming), which its container takes."""
+    return task_name(
+        task.annotations.name,
+        task.service_annotations.name,
+        task.service_id,
+        task.slot,
+        task.node_id,
+        task.id,
+    )
 
 
 def stop_grace(task: objects_pb2.Task) -> float:

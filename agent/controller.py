@@ -194,6 +194,7 @@ class TaskController:
         if self.state >= TS.COMPLETE:
             return  # the manager has the outcome; the container goes with the task
         if status == "running":
+            await self._executor.serve_dns(self.container_id)  # its resolver went with the agent
             self._set(TS.RUNNING, "adopted", pid=info["State"]["Pid"])
         elif status == "exited":
             record = await self._executor.wait_exit(self.container_id)

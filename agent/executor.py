@@ -54,6 +54,8 @@ class Engine(Protocol):
         self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]
     ) -> None: ...
 
+    def serve_dns(self, name_or_id: str) -> None: ...
+
 
 class Images(Protocol):
     """What the executor needs of runtime.image.store.ImageStore."""
@@ -149,6 +151,10 @@ class Executor:
     ) -> None:
         """Program where the other endpoints of an overlay network run (address, node)."""
         await self._call(self.engine.set_overlay_peers, overlay, list(peers))
+
+    async def serve_dns(self, container_id: str) -> None:
+        """Answer an adopted container's DNS queries again (no-op without overlays)."""
+        await self._call(self.engine.serve_dns, container_id)
 
     async def wait_exit(self, container_id: str) -> dict[str, Any]:
         """Wait for the container to end; its exit record, once its resources are freed."""

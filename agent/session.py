@@ -45,7 +45,7 @@ class AssignmentSink(Protocol):
 
     async def peers(
         self,
-        updated: Sequence[dispatcher_pb2.NetworkPeers],
+        updated: Sequence[dispatcher_pb2.NetworkEndpoints],
         removed: Sequence[str],
         complete: bool = False,
     ) -> None:
@@ -225,11 +225,11 @@ def _tasks(
 
 def _peers(
     changes: Sequence[dispatcher_pb2.AssignmentChange], action: int
-) -> list[dispatcher_pb2.NetworkPeers]:
+) -> list[dispatcher_pb2.NetworkEndpoints]:
     return [
-        c.assignment.network_peers
+        c.assignment.network_endpoints
         for c in changes
-        if c.action == action and c.assignment.HasField("network_peers")
+        if c.action == action and c.assignment.HasField("network_endpoints")
     ]
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from agent import metrics
 from agent.controller import TaskController
 from agent.executor import Executor, task_id_of
-from agent.overlay_peers import OverlayPeers
+from agent.networks import OverlayNetworks
 from shoal.v1 import dispatcher_pb2, objects_pb2, types_pb2
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,19 @@ STATE_NAMES = [name.lower() for name, _ in types_pb2.TaskState.items()]
 
 class Worker:
     def __init__(
-        self, executor: Executor, node_id: str, report: Report, data_address: str = ""
+        self,
+        executor: Executor,
+        node_id: str,
+        report: Report,
+        data_address: str = "",
+        endpoints_changed: Callable[[Sequence[str]], Awaitable[None]] | None = None,
     ) -> None:
-        """`data_address`: this node's address for overlay traffic (its VXLAN endpoint)."""
+        """`data_address`: this node's address for overlay traffic (its VXLAN endpoint);
+        `endpoints_changed(network_ids)`: called when those networks' endpoints changed."""
         self._executor = executor
         self._node_id = node_id
         self._data_address = data_address
-        self._overlays = OverlayPeers(executor, data_address)
+        self.overlays = OverlayNetworks(executor, node_id, data_address, endpoints_changed)
         self._report_status = report
         self._controllers: dict[str, TaskController] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}  # also of controllers being retired
@@ -42,7 +48,7 @@ class Worker:
 
     async def assign(self, tasks: Sequence[objects_pb2.Task]) -> None:
         """The complete set: reconcile the node with it."""
-        await self._overlays.learn(tasks)
+        await self.overlays.learn(tasks)
         wanted = {task.id: task for task in tasks}
         for task_id in [t for t in self._controllers if t not in wanted]:
             self._retire(task_id)
@@ -66,7 +72,7 @@ class Worker:
 
     async def update(self, updated: Sequence[objects_pb2.Task], removed: Sequence[str]) -> None:
         """Changes to the set: new tasks start, known ones hear their new desired state."""
-        await self._overlays.learn(updated)
+        await self.overlays.learn(updated)
         for task_id in removed:
             self._retire(task_id)
         for task in updated:
@@ -79,12 +85,12 @@ class Worker:
 
     async def peers(
         self,
-        updated: Sequence[dispatcher_pb2.NetworkPeers],
+        updated: Sequence[dispatcher_pb2.NetworkEndpoints],
         removed: Sequence[str],
         complete: bool = False,
     ) -> None:
         """Where the other endpoints of this node's overlay networks run."""
-        await self._overlays.apply(updated, removed, complete)
+        await self.overlays.apply(updated, removed, complete)
 
     async def close(self) -> None:
         """Stop driving tasks; their containers keep running for the next agent to adopt."""

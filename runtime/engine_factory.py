@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime.config import EngineConfig
 from runtime.container.engine import Engine
@@ -20,12 +20,23 @@ if TYPE_CHECKING:
     from runtime.network.overlay import OverlayNetwork
 
 
-class LazyNetworks:
-    """The engine's networks, backed by runtime.network on first use: the bridge, and
-    overlay networks under `<network dir>/overlay/<network id>`."""
+class Resolver(Protocol):
+    """The embedded DNS resolver of containers on overlay networks (the agent's)."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def serve(self, container_id: str, netns_path: str, network_ids: Sequence[str]) -> None:
+        """Answer the container's queries from now on (names of those networks)."""
+
+    def stop(self, container_id: str) -> None: ...
+
+
+class LazyNetworks:
+    """The engine's networks, backed by runtime.network on first use: the bridge, overlay
+    networks under `<network dir>/overlay/<network id>`, and the resolver of containers on
+    overlays when one is given (without one, they resolve nothing)."""
+
+    def __init__(self, config: EngineConfig, resolver: Resolver | None = None) -> None:
         self.config = config
+        self.resolver = resolver
         self._bridge: BridgeNetwork | None = None
 
     def _get(self) -> BridgeNetwork:
@@ -85,6 +96,19 @@ class LazyNetworks:
             Peer(IPv4Address(ip), mac_for(IPv4Address(ip)), IPv4Address(vtep)) for ip, vtep in peers
         )
 
+    def serve_dns(
+        self, container_id: str, netns_path: str, overlays: Sequence[OverlayAttachment]
+    ) -> None:
+        if self.resolver is not None:
+            self.resolver.serve(container_id, netns_path, [o.network_id for o in overlays])
 
-def make_engine(config: EngineConfig, cleanup_on_exit: bool = True) -> Engine:
-    return Engine(config, network=LazyNetworks(config), cleanup_on_exit=cleanup_on_exit)
+    def stop_dns(self, container_id: str) -> None:
+        if self.resolver is not None:
+            self.resolver.stop(container_id)
+
+
+def make_engine(
+    config: EngineConfig, cleanup_on_exit: bool = True, resolver: Resolver | None = None
+) -> Engine:
+    network = LazyNetworks(config, resolver)
+    return Engine(config, network=network, cleanup_on_exit=cleanup_on_exit)

@@ -9,7 +9,7 @@ then follows store events, collecting the changes of the next INCREMENTAL messag
   anything but its status (which the agent itself reports) is sent again (UPDATE): that is
   how a desired state of SHUTDOWN or REMOVE reaches the agent.
 - Secrets and configs are sent while a task of the set that has not stopped uses them.
-- The peers of every overlay network a task of the set is on (see `network_peers`).
+- The endpoints of every overlay network a task of the set is on (see `network_endpoints`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeAlias, TypeVar
 
-from manager.dispatcher.network_peers import NetworkPeerSet
+from manager.dispatcher.network_endpoints import NetworkEndpointSet
 from manager.store import Event, EventAction, ReadTx
 from shoal.v1 import dispatcher_pb2, objects_pb2, types_pb2
 
@@ -76,7 +76,7 @@ class AssignmentSet:
         # (kind, id) -> the change the next message carries for it
         self._changes: dict[tuple[str, str], dispatcher_pb2.AssignmentChange] = {}
         self._dependencies_dirty = False
-        self._peers = NetworkPeerSet(node_id)
+        self._networks = NetworkEndpointSet(node_id)
 
     @classmethod
     def load(cls, node_id: str, tx: ReadTx) -> AssignmentSet:
@@ -86,7 +86,7 @@ class AssignmentSet:
                 assignments._tasks[task.id] = task
         assignments._resolve_dependencies(tx)
         assignments._changes.clear()
-        assignments._peers.load(tx)
+        assignments._networks.load(tx)
         return assignments
 
     @property
@@ -99,17 +99,17 @@ class AssignmentSet:
         changes = [_change(UPDATE, t) for t in self._tasks.values()]
         changes += [_change(UPDATE, s) for s in self._secrets.values()]
         changes += [_change(UPDATE, c) for c in self._configs.values()]
-        return changes + self._peers.complete()
+        return changes + self._networks.complete()
 
     def observe(self, event: Event) -> None:
         obj = event.object
         if isinstance(obj, objects_pb2.Task):
             current = event.new if event.action is not EventAction.DELETE else None
-            self._peers.task(obj.id, current if isinstance(current, objects_pb2.Task) else None)
+            self._networks.task(obj.id, current if isinstance(current, objects_pb2.Task) else None)
             if obj.node_id == self.node_id or obj.id in self._tasks:
                 self._task_event(event, obj)
         elif isinstance(obj, objects_pb2.Node):
-            self._peers.node(obj, deleted=event.action is EventAction.DELETE)
+            self._networks.node(obj, deleted=event.action is EventAction.DELETE)
         elif isinstance(obj, objects_pb2.Secret):
             self._dependency_event(event, obj, self._secrets, "secret")
         elif isinstance(obj, objects_pb2.Config):
@@ -121,7 +121,7 @@ class AssignmentSet:
             self._resolve_dependencies(tx)
         changes = list(self._changes.values())
         self._changes.clear()
-        return changes + self._peers.changes()
+        return changes + self._networks.changes()
 
     def _task_event(self, event: Event, task: objects_pb2.Task) -> None:
         held = self._tasks.get(task.id)

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 REEXEC_SHIM_AFTER = 0.2  # seconds a container must live before its shim slims down
 INIT_LAYER_DIRS = ("proc", "sys", "dev", "etc")
 INIT_LAYER_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+# Containers on overlay networks ask the embedded resolver (runtime.network.dns).
+EMBEDDED_RESOLV_CONF = "nameserver 127.0.0.11\noptions ndots:0\n"
 
 
 class Image(Protocol):
@@ -81,6 +83,13 @@ class Network(Protocol):
     def set_overlay_peers(
         self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]
     ) -> None: ...
+
+    def serve_dns(
+        self, container_id: str, netns_path: str, overlays: Sequence[OverlayAttachment]
+    ) -> None:
+        """Answer the container's DNS queries at 127.0.0.11 (names of its overlays)."""
+
+    def stop_dns(self, container_id: str) -> None: ...
 
     def prepare(self) -> None:
         """Get ready to attach (load code, ...): called while the container's processes
@@ -159,7 +168,9 @@ class Engine:
             self._make_init_layer(d.path / "init")
             (d.path / "hostname").write_text(hostname + "\n")
             (d.path / "hosts").write_text(self._hosts(hostname, ""))
-            (d.path / "resolv.conf").write_text(_host_resolv_conf())
+            (d.path / "resolv.conf").write_text(
+                EMBEDDED_RESOLV_CONF if spec.overlays else _host_resolv_conf()
+            )
             cgroup = ContainerCgroup.plan(container_id, self.config.cgroup_parent)
             write_json(
                 d.config_file,
@@ -282,6 +293,8 @@ class Engine:
                         d.id, netns, overlay, f"eth{index}"
                     )
                     d.save_state(state)
+                if spec.overlays:
+                    self._network.serve_dns(d.id, netns, spec.overlays)
                 own_ip = spec.overlays[0].address if spec.overlays else ""
                 if spec.network == "bridge":
                     ifname = f"eth{len(spec.overlays)}"
@@ -527,7 +540,10 @@ class Engine:
                 d.save_state(state)
             # Every overlay of the spec, recorded or not: a start may have failed while
             # attaching one (detaching what is not attached does nothing).
-            for overlay in ContainerSpec.from_json(conf["spec"]).overlays:
+            overlays = ContainerSpec.from_json(conf["spec"]).overlays
+            if overlays:
+                self._network.stop_dns(d.id)
+            for overlay in overlays:
                 self._network.detach_overlay(d.id, overlay)
             if state.overlays:
                 state.overlays = {}
@@ -606,6 +622,15 @@ class Engine:
     def usage(self, name_or_id: str) -> dict[str, Any]:
         d = self.store.find(name_or_id)
         return ContainerCgroup.from_json(d.config()["cgroup"]).usage()._asdict()
+
+    def serve_dns(self, name_or_id: str) -> None:
+        """Answer a running container's DNS queries again (a restarted agent adopting it:
+        the resolver's sockets went with the agent that had them)."""
+        d = self.store.find(name_or_id)
+        spec = ContainerSpec.from_json(d.config()["spec"])
+        if self._network is None or not spec.overlays or self._status(d) != "running":
+            return
+        self._network.serve_dns(d.id, f"/proc/{d.state().pid}/ns/net", spec.overlays)
 
     def set_overlay_peers(
         self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]

@@ -77,7 +77,11 @@ def overlay_address(task: dict[str, Any], network_id: str) -> str:
     return str(found["addresses"][0]).split("/")[0]
 
 
-def test_tasks_on_two_machines_reach_each_other_over_an_overlay(swarm: SwarmCluster) -> None:
+def test_tasks_on_two_machines_reach_each_other_by_address_name_and_virtual_ip(
+    swarm: SwarmCluster,
+) -> None:
+    """Over an overlay network: a task's address, its name, `tasks.<service>` and the
+    service's name (its virtual IP, load-balanced over both tasks) from inside a task."""
     manager = swarm.lab.machines[0]
     by_name = {m.name: m for m in swarm.lab.machines}
     image = f"{swarm.lab.registry}/busybox:latest"
@@ -108,3 +112,27 @@ def test_tasks_on_two_machines_reach_each_other_over_an_overlay(swarm: SwarmClus
         holds=lambda result: result == (0, hostname),
         timeout_s=30,
     )
+    own_code, own_hostname = swarm.shoal(client, "exec", container(one), "cat", "/etc/hostname")
+    assert own_code == 0
+
+    def lookup(name: str) -> tuple[int, str]:
+        return swarm.shoal(client, "exec", container(one), "nslookup", name)
+
+    both = until(
+        lambda: lookup("tasks.web"),
+        "tasks.web to list both tasks",
+        holds=lambda result: (
+            result[0] == 0
+            and all(overlay_address(t, network_id) in result[1] for t in (one, other))
+        ),
+        timeout_s=30,
+    )
+    assert "127.0.0.11" in both[1]  # the embedded resolver answered
+    code, answer = lookup(container(other))
+    assert code == 0 and target in answer
+    code, answer = lookup("web")  # the service's virtual IP, not a task's address
+    assert code == 0 and target not in answer and overlay_address(one, network_id) not in answer
+    loop = "for i in $(seq 16); do timeout 5 wget -q -O - http://web:8080/hostname; done"
+    code, out = swarm.shoal(client, "exec", container(one), "sh", "-c", loop)
+    assert code == 0
+    assert set(out.split()) == {hostname.strip(), own_hostname.strip()}  # both tasks served

@@ -212,62 +212,93 @@ class AssignmentsRequest(_message.Message):
 Global___AssignmentsRequest: _TypeAlias = AssignmentsRequest  # noqa: Y015
 
 @_typing.final
-class NetworkPeers(_message.Message):
-    """Where the endpoints of one overlay network run, for a node that runs a task on
-    it: every task on the network on another node, with that node's address (its
-    VXLAN tunnel endpoint). The node programs its static forwarding entries from it.
+class NetworkEndpoints(_message.Message):
+    """Every task on one overlay network, for a node that runs a task on it: where
+    each runs (the node programs its VXLAN forwarding for the other nodes' tasks) and
+    what names it answers to (the node's DNS resolver and virtual-IP load balancing).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
-    class Peer(_message.Message):
+    class Endpoint(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
 
         TASK_ID_FIELD_NUMBER: _builtins.int
         ADDRESS_FIELD_NUMBER: _builtins.int
         NODE_ADDRESS_FIELD_NUMBER: _builtins.int
+        NODE_ID_FIELD_NUMBER: _builtins.int
+        SERVICE_ID_FIELD_NUMBER: _builtins.int
+        SERVICE_NAME_FIELD_NUMBER: _builtins.int
+        TASK_NAME_FIELD_NUMBER: _builtins.int
+        VIP_FIELD_NUMBER: _builtins.int
+        ALIASES_FIELD_NUMBER: _builtins.int
+        RUNNING_FIELD_NUMBER: _builtins.int
         task_id: _builtins.str
         address: _builtins.str
         """The task's address on the network (without prefix length)."""
         node_address: _builtins.str
-        """The address of the node that runs it."""
+        """The address of the node that runs it (its VXLAN tunnel endpoint)."""
+        node_id: _builtins.str
+        service_id: _builtins.str
+        service_name: _builtins.str
+        task_name: _builtins.str
+        """The task's own name (<service>.<slot>.<task id>), a DNS name too."""
+        vip: _builtins.str
+        """The service's virtual IP on this network (without prefix length); empty in
+        DNS round-robin mode.
+        """
+        running: _builtins.bool
+        """The task runs: its names resolve to it and its service's virtual IP sends
+        connections to it (a task still starting is only programmed for forwarding).
+        """
+        @_builtins.property
+        def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+            """More names of the service on this network (--network NAME,alias=A)."""
+
         def __init__(
             self,
             *,
             task_id: _builtins.str = ...,
             address: _builtins.str = ...,
             node_address: _builtins.str = ...,
+            node_id: _builtins.str = ...,
+            service_id: _builtins.str = ...,
+            service_name: _builtins.str = ...,
+            task_name: _builtins.str = ...,
+            vip: _builtins.str = ...,
+            aliases: _abc.Iterable[_builtins.str] | None = ...,
+            running: _builtins.bool = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "node_address", b"node_address", "task_id", b"task_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "aliases", b"aliases", "node_address", b"node_address", "node_id", b"node_id", "running", b"running", "service_id", b"service_id", "service_name", b"service_name", "task_id", b"task_id", "task_name", b"task_name", "vip", b"vip"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     NETWORK_ID_FIELD_NUMBER: _builtins.int
-    PEERS_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     network_id: _builtins.str
     @_builtins.property
-    def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkPeers.Peer]: ...
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkEndpoints.Endpoint]: ...
     def __init__(
         self,
         *,
         network_id: _builtins.str = ...,
-        peers: _abc.Iterable[Global___NetworkPeers.Peer] | None = ...,
+        endpoints: _abc.Iterable[Global___NetworkEndpoints.Endpoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["network_id", b"network_id", "peers", b"peers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "network_id", b"network_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___NetworkPeers: _TypeAlias = NetworkPeers  # noqa: Y015
+Global___NetworkEndpoints: _TypeAlias = NetworkEndpoints  # noqa: Y015
 
 @_typing.final
 class Assignment(_message.Message):
     """One thing the node must hold: a task to run, a secret/config a task uses, or the
-    peers of an overlay network one of its tasks is on.
+    endpoints of an overlay network one of its tasks is on.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -275,7 +306,7 @@ class Assignment(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     SECRET_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
-    NETWORK_PEERS_FIELD_NUMBER: _builtins.int
+    NETWORK_ENDPOINTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def task(self) -> _objects_pb2.Task: ...
     @_builtins.property
@@ -285,20 +316,20 @@ class Assignment(_message.Message):
     @_builtins.property
     def config(self) -> _objects_pb2.Config: ...
     @_builtins.property
-    def network_peers(self) -> Global___NetworkPeers: ...
+    def network_endpoints(self) -> Global___NetworkEndpoints: ...
     def __init__(
         self,
         *,
         task: _objects_pb2.Task | None = ...,
         secret: _objects_pb2.Secret | None = ...,
         config: _objects_pb2.Config | None = ...,
-        network_peers: Global___NetworkPeers | None = ...,
+        network_endpoints: Global___NetworkEndpoints | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "item", b"item", "network_peers", b"network_peers", "secret", b"secret", "task", b"task"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "item", b"item", "network_endpoints", b"network_endpoints", "secret", b"secret", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "item", b"item", "network_peers", b"network_peers", "secret", b"secret", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "item", b"item", "network_endpoints", b"network_endpoints", "secret", b"secret", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["task", "secret", "config", "network_peers"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["task", "secret", "config", "network_endpoints"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 

@@ -88,6 +88,7 @@ class FakeEngine:
         self.fail_start: Exception | None = None
         # network id -> each set of (address, node address) peers programmed, in order
         self.overlay_peers: dict[str, list[list[tuple[str, str]]]] = {}
+        self.dns_served: list[str] = []  # containers whose resolver was (re)opened
         self._lock = threading.RLock()
         self._serial = 0
 
@@ -195,6 +196,10 @@ class FakeEngine:
     ) -> None:
         with self._lock:
             self.overlay_peers.setdefault(overlay.network_id, []).append(sorted(peers))
+
+    def serve_dns(self, name_or_id: str) -> None:
+        with self._lock:
+            self.dns_served.append(name_or_id)
 
     def kill_all(self) -> None:
         """Test teardown: no sleep process outlives its test."""

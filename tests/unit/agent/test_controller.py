@@ -285,6 +285,7 @@ async def test_adopts_a_running_container_without_restarting_it(
     assert status.container_status.container_id == first.container_id
     assert status.container_status.pid == pid
     assert engine.calls == calls_before  # no create, no start
+    assert engine.dns_served == [first.container_id]  # its resolver is opened again
     engine.finish(adopted.container_id, 0)
     await until_async(lambda: reports.last_state("t1") == TS.COMPLETE, "COMPLETE")
 

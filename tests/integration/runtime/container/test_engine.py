@@ -305,6 +305,14 @@ class RecordingNetwork:
     ) -> None:
         raise AssertionError("no overlay was asked for")
 
+    def serve_dns(
+        self, container_id: str, netns_path: str, overlays: Sequence[OverlayAttachment]
+    ) -> None:
+        raise AssertionError("no overlay was asked for")
+
+    def stop_dns(self, container_id: str) -> None:
+        raise AssertionError("no overlay was asked for")
+
 
 def test_the_network_gets_ready_while_the_container_is_being_set_up(
     engine_on: Callable[[], Engine], busybox: LocalImage

@@ -26,7 +26,7 @@ def summary(message: dispatcher_pb2.AssignmentsMessage) -> set[tuple[str, str, s
         kind = change.assignment.WhichOneof("item")
         assert kind is not None
         item = getattr(change.assignment, kind)
-        item_id = item.network_id if kind == "network_peers" else item.id
+        item_id = item.network_id if kind == "network_endpoints" else item.id
         result.add((dispatcher_pb2.AssignmentChange.Action.Name(change.action), kind, item_id))
     return result
 
@@ -147,17 +147,23 @@ def on_network(t: objects_pb2.Task, network_id: str, address: str) -> objects_pb
     return t
 
 
-def peers_of(message: dispatcher_pb2.AssignmentsMessage, network_id: str) -> set[str]:
-    """ "task_id address@node_address" of the network's peers in `message`."""
+def endpoints_in(
+    message: dispatcher_pb2.AssignmentsMessage, network_id: str
+) -> dict[str, dispatcher_pb2.NetworkEndpoints.Endpoint]:
+    """Task id -> its endpoint, of the network's NetworkEndpoints in `message`."""
     (found,) = [
-        c.assignment.network_peers
+        c.assignment.network_endpoints
         for c in message.changes
-        if c.assignment.network_peers.network_id == network_id
+        if c.assignment.network_endpoints.network_id == network_id
     ]
-    return {f"{p.task_id} {p.address}@{p.node_address}" for p in found.peers}
+    return {e.task_id: e for e in found.endpoints}
 
 
-async def test_overlay_peers_follow_the_tasks_on_the_networks_the_node_serves(
+def where(endpoints: dict[str, dispatcher_pb2.NetworkEndpoints.Endpoint]) -> dict[str, str]:
+    return {task_id: f"{e.address}@{e.node_address}" for task_id, e in endpoints.items()}
+
+
+async def test_overlay_endpoints_follow_the_tasks_on_the_networks_the_node_serves(
     harness: Harness,
 ) -> None:
     store = harness.store
@@ -165,6 +171,10 @@ async def test_overlay_peers_follow_the_tasks_on_the_networks_the_node_serves(
     n2.status.addr, n3.status.addr = "192.0.2.2", "192.0.2.3"
     mine = on_network(task("n1", types_pb2.RUNNING), "net1", "10.0.1.2")
     peer = on_network(task("n2", types_pb2.RUNNING), "net1", "10.0.1.3")
+    peer.service_id, peer.slot = "svc1", 2
+    peer.service_annotations.name = "web"
+    peer.networks[0].aliases.append("front")
+    peer.endpoint.virtual_ips.add(network_id="net1", addr="10.0.1.100/24")
     starting = on_network(task("n3", types_pb2.ASSIGNED), "net1", "10.0.1.4")
     stopped = on_network(task("n2", types_pb2.COMPLETE), "net1", "10.0.1.5")
     elsewhere = on_network(task("n2", types_pb2.RUNNING), "net2", "10.0.2.3")
@@ -173,36 +183,49 @@ async def test_overlay_peers_follow_the_tasks_on_the_networks_the_node_serves(
     call = agent.assignments(session_id)
 
     complete = await read(call)
-    assert summary(complete) == {("UPDATE", "task", mine.id), ("UPDATE", "network_peers", "net1")}
-    assert peers_of(complete, "net1") == {
-        f"{peer.id} 10.0.1.3@192.0.2.2",
-        f"{starting.id} 10.0.1.4@192.0.2.3",
+    assert summary(complete) == {
+        ("UPDATE", "task", mine.id),
+        ("UPDATE", "network_endpoints", "net1"),
     }
+    found = endpoints_in(complete, "net1")
+    assert set(found) == {mine.id, peer.id, starting.id}  # the node's own task too
+    assert found[mine.id].node_id == "n1" and found[mine.id].address == "10.0.1.2"
+    assert where({k: v for k, v in found.items() if k != mine.id}) == {
+        peer.id: "10.0.1.3@192.0.2.2",
+        starting.id: "10.0.1.4@192.0.2.3",
+    }
+    named = found[peer.id]
+    assert (named.service_name, named.task_name, named.vip, list(named.aliases)) == (
+        "web",
+        f"web.2.{peer.id}",
+        "10.0.1.100",
+        ["front"],
+    )
 
     def failed(t: objects_pb2.Task) -> None:
         t.status.state = types_pb2.FAILED
 
     await change_task(store, starting.id, failed)  # a task of another node: still heard
     gone = await incremental(harness, call)
-    assert summary(gone) == {("UPDATE", "network_peers", "net1")}
-    assert peers_of(gone, "net1") == {f"{peer.id} 10.0.1.3@192.0.2.2"}
-
-    def moved(n: objects_pb2.Node) -> None:
-        n.status.addr = "192.0.2.22"
+    assert summary(gone) == {("UPDATE", "network_endpoints", "net1")}
+    assert set(endpoints_in(gone, "net1")) == {mine.id, peer.id}
 
     def write(tx: WriteTx) -> None:
         current = tx.get(objects_pb2.Node, "n2")
         assert current is not None
-        moved(current)
+        current.status.addr = "192.0.2.22"
         tx.update(current)
 
     await store.update(write)
     readdressed = await incremental(harness, call)
-    assert peers_of(readdressed, "net1") == {f"{peer.id} 10.0.1.3@192.0.2.22"}
+    assert where(endpoints_in(readdressed, "net1"))[peer.id] == "10.0.1.3@192.0.2.22"
 
     await store.update(lambda tx: tx.delete(objects_pb2.Task, mine.id))
     left = await incremental(harness, call)
-    assert summary(left) == {("REMOVE", "task", mine.id), ("REMOVE", "network_peers", "net1")}
+    assert summary(left) == {
+        ("REMOVE", "task", mine.id),
+        ("REMOVE", "network_endpoints", "net1"),
+    }
     call.cancel()
     session_call.cancel()  # type: ignore[attr-defined]
 
