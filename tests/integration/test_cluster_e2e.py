@@ -136,3 +136,22 @@ def test_tasks_on_two_machines_reach_each_other_by_address_name_and_virtual_ip(
     code, out = swarm.shoal(client, "exec", container(one), "sh", "-c", loop)
     assert code == 0
     assert set(out.split()) == {hostname.strip(), own_hostname.strip()}  # both tasks served
+
+    # kill -9 of the client's swarmd: the data plane needs no agent; the restarted one
+    # adopts the container, answers its DNS again and makes nothing twice.
+    before = containers(swarm, client)
+    swarm.kill(client)
+    assert swarm.shoal(client, "exec", container(one), *fetch) == (0, hostname)
+    swarm.restart(client, ready=r"session \S+ open")
+    until(
+        lambda: lookup("tasks.web"),
+        "the restarted agent's resolver answering tasks.web",
+        holds=lambda result: result[0] == 0 and target in result[1],
+        timeout_s=30,
+    )
+    assert containers(swarm, client) == before
+    code, inspected = swarm.shoal(client, "inspect", container(one))
+    assert code == 0
+    state = swarm.state_dir(client) / "engine" / "network" / "overlay" / network_id / "state.json"
+    recorded = json.loads(state.read_text())["endpoints"]
+    assert [e["container_id"] for e in recorded] == [json.loads(inspected)[0]["Id"]]

@@ -234,7 +234,8 @@ def test_engine_containers_on_two_machines_talk_over_the_overlay(
     hosts: list[EngineHost], busybox: LocalImage
 ) -> None:
     """Real containers: eth0 on the overlay, eth1 on the machine's bridge (the way out,
-    with the default route); a web server on machine b answers a client on machine a."""
+    with the default route), or no way out at all (an internal network's container); a
+    web server on machine b answers a client on machine a."""
     (a, b) = hosts
     engines = [_engine(a), _engine(b)]
     attachments = [
@@ -249,6 +250,7 @@ def test_engine_containers_on_two_machines_talk_over_the_overlay(
         command=("httpd", "-f", "-p", "8080", "-h", "/etc"),
         hostname="web",
         overlays=(attachments[1],),
+        network="none",  # as on an --internal network: no way out, only the overlay
     )
     try:
         client = a.call(lambda: engines[0].run(client_spec, busybox))
@@ -266,6 +268,11 @@ def test_engine_containers_on_two_machines_talk_over_the_overlay(
             host.call(lambda network=network, remote=remote: network.set_peers([remote]))  # type: ignore[misc]
         code, routes = _exec_output(a, engines[0], client, "ip", "route")
         assert code == 0 and "default via 172.18.0.1 dev eth1" in routes, routes
+        code, routes = _exec_output(b, engines[1], server, "ip", "route")
+        assert (code, routes.split()) == (
+            0,
+            "10.200.0.0/24 dev eth0 scope link src 10.200.0.3".split(),
+        )
         code, page = _exec_output(
             a, engines[0], client, "wget", "-q", "-O", "-", "http://10.200.0.3:8080/hostname"
         )

@@ -387,3 +387,36 @@ async def test_switching_a_service_to_dnsrr_frees_its_vip() -> None:
         assert address_of(await pending(store, t.id), tiny.id) == "10.6.0.2/30"
     stored = get_service(store, svc.id)
     assert stored is not None and not stored.endpoint.virtual_ips
+
+
+async def test_nothing_leaks_over_a_thousand_create_and_remove_cycles() -> None:
+    """A /29 holds five addresses: a single one leaked per cycle would exhaust it within
+    a few cycles. Each cycle makes a service (a VIP and a dynamic ingress port) and two of
+    its tasks, lets them be allocated, then removes them all."""
+    store = local_store()
+    small = network("small", subnet="10.7.0.0/29")
+    await create(store, small)
+    async with running(store):
+        for cycle in range(1000):
+            svc = service(f"s{cycle}", networks=[small.id], ports=[port(80)])
+            tasks = [task(svc), task(svc)]
+            await create(store, svc, *tasks)
+            for t in tasks:
+                await pending(store, t.id)
+            allocated = get_service(store, svc.id)
+            assert allocated is not None
+            assert small.id in {v.network_id for v in allocated.endpoint.virtual_ips}
+            assert allocated.endpoint.ports[0].published_port  # from the dynamic range
+
+            def remove(
+                tx: WriteTx,
+                svc: objects_pb2.Service = svc,
+                tasks: list[objects_pb2.Task] = tasks,
+            ) -> None:
+                for t in tasks:
+                    tx.delete(objects_pb2.Task, t.id)
+                tx.delete(objects_pb2.Service, svc.id)
+
+            await store.update(remove)
+    final = get_service(store, svc.id)
+    assert final is None
