@@ -80,8 +80,10 @@ def overlay_address(task: dict[str, Any], network_id: str) -> str:
 def test_tasks_on_two_machines_reach_each_other_by_address_name_and_virtual_ip(
     swarm: SwarmCluster,
 ) -> None:
-    """Over an overlay network: a task's address, its name, `tasks.<service>` and the
-    service's name (its virtual IP, load-balanced over both tasks) from inside a task."""
+    """Over an overlay network, from inside a task: another task's address and name,
+    `tasks.<service>` and the service's name (its virtual IP, load-balanced over both
+    tasks); all of it through a kill -9 of the node's swarmd; names following a scale;
+    another network out of reach."""
     manager = swarm.lab.machines[0]
     by_name = {m.name: m for m in swarm.lab.machines}
     image = f"{swarm.lab.registry}/busybox:latest"
@@ -155,3 +157,34 @@ def test_tasks_on_two_machines_reach_each_other_by_address_name_and_virtual_ip(
     state = swarm.state_dir(client) / "engine" / "network" / "overlay" / network_id / "state.json"
     recorded = json.loads(state.read_text())["endpoints"]
     assert [e["container_id"] for e in recorded] == [json.loads(inspected)[0]["Id"]]
+
+    # Names follow the tasks as a service scales; a network the task is not on is out of
+    # reach, by name and by address.
+    ok(
+        swarm, manager, "service", "create", "--detach", "--name", "api", "--replicas", "1",
+        "--network", "net1", "--restart-delay", "0s", image, "httpd", "-f", "-p", "8080",
+    )  # fmt: skip
+    until(
+        lambda: lookup("tasks.api"),
+        "tasks.api answering",
+        holds=lambda result: result[0] == 0 and result[1].count("Address") >= 2,
+        timeout_s=30,
+    )
+    ok(swarm, manager, "service", "scale", "--detach", "api=3")
+    api = until_running(swarm, manager, "api", 3, "3 api tasks")
+    until(
+        lambda: lookup("tasks.api"),
+        "tasks.api listing 3 tasks",
+        holds=lambda result: all(overlay_address(t, network_id) in result[1] for t in api),
+        timeout_s=30,
+    )
+    net2 = ok(swarm, manager, "network", "create", "--driver", "overlay", "net2").out.strip()
+    ok(
+        swarm, manager, "service", "create", "--detach", "--name", "db", "--replicas", "1",
+        "--network", "net2", "--restart-delay", "0s", image, "httpd", "-f", "-p", "8080",
+    )  # fmt: skip
+    (db,) = until_running(swarm, manager, "db", 1, "the db task")
+    elsewhere = overlay_address(db, net2)
+    assert lookup("db")[0] != 0  # not a name of net1
+    probe = ("timeout", "3", "wget", "-q", "-O", "-", f"http://{elsewhere}:8080/")
+    assert swarm.shoal(client, "exec", container(one), *probe)[0] != 0
