@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from manager.raft.durable import fsync_dir, write_durably
+from manager.raft.durable import PRIVATE, create_private, fsync_dir, write_durably
 from manager.raft.errors import RaftDataError
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class DurableJournal:
         return meta
 
     def _open_and_load(self) -> int:
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, PRIVATE)
+        os.fchmod(fd, PRIVATE)  # a journal an older version wrote 0644
         data = os.pread(fd, os.fstat(fd).st_size, 0)
         if not data:
             os.write(fd, MAGIC)
@@ -170,7 +171,7 @@ class DurableJournal:
         self._finish_rewrite()
         kept = self._entries[entryTo:]
         tmp = self._path.with_name(self._path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with create_private(tmp) as f:
             f.write(MAGIC)
             offsets = []
             position = len(MAGIC)

@@ -59,6 +59,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         self, config: RaftConfig, store: Store, on_leader_changed: Callable[[bool], None]
     ) -> None:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config.data_dir.chmod(0o700)  # holds the whole store: the owner's only
         self.journal = DurableJournal(config.data_dir / JOURNAL_FILE)
         self._store = store
         self._on_leader_changed = on_leader_changed

@@ -36,7 +36,7 @@ from typing import IO, Any
 from pysyncobj.config import SERIALIZER_STATE
 
 from manager.raft import metrics
-from manager.raft.durable import replace_durably
+from manager.raft.durable import create_private, replace_durably
 from manager.raft.errors import RaftDataError
 from manager.raft.journal import DurableJournal, Entry
 from manager.store import Store, StoreImage, decode_snapshot, encode_snapshot
@@ -165,7 +165,8 @@ class SnapshotFiles:
         start = time.perf_counter()
         try:
             tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_bytes(encode_file(snapshot))
+            with create_private(tmp) as f:
+                f.write(encode_file(snapshot))
             replace_durably(tmp, self.path)
         except BaseException as error:  # reported through checkSerializing
             self._writer_error = error

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import socket
-from collections.abc import AsyncIterator
+import stat
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,19 @@ async def test_state_survives_a_restart_from_journal_and_snapshot(tmp_path: Path
         assert (await raft.status()).snapshot_index >= snapshot_index
     finally:
         await raft.stop()
+    # The journal (rewritten by compaction), the snapshot and the meta file hold the whole
+    # store: the owner's only, whatever the umask.
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in cfg.data_dir.iterdir()}
+    assert len(modes) >= 3 and set(modes.values()) == {0o600}, modes
+    assert stat.S_IMODE(cfg.data_dir.stat().st_mode) == 0o700
+
+
+@pytest.fixture(autouse=True)
+def usual_umask() -> Iterator[None]:
+    """The common 022, under which a plain open() makes 0644 files."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
 
 
 class Exploding(Store):
