@@ -10,7 +10,7 @@ import json
 import platform
 from typing import Any, NamedTuple
 
-from runtime.image import digests, mediatypes
+from runtime.image import config_schema, digests, mediatypes
 from runtime.image.errors import ManifestError
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -148,6 +148,9 @@ def parse_config(data: bytes, layer_count: int) -> tuple[str, ...]:
             f"image config of {len(data)} bytes is larger than the {MAX_CONFIG_BYTES} allowed"
         )
     obj = load_json(data, "image config")
+    wrong = config_schema.problem(obj)
+    if wrong is not None:
+        raise ManifestError(f"image config is invalid: {wrong}")
     os_name = obj.get("os")
     if os_name not in (None, "linux"):
         raise ManifestError(f"image is for os {os_name!r}, not linux")

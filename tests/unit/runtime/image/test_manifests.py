@@ -93,7 +93,48 @@ def test_configs() -> None:
         parse_config(config(), 2)
     with pytest.raises(ManifestError, match="for os 'windows'"):
         parse_config(config(os="windows"), 1)
-    with pytest.raises(ManifestError, match=r"no rootfs\.diff_ids"):
+    with pytest.raises(ManifestError, match=r"image config is invalid: rootfs: .* required"):
         parse_config(config(rootfs={}), 1)
     with pytest.raises(ManifestError, match="larger than"):
         parse_config(b" " * (MAX_CONFIG_BYTES + 1), 1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # A string where Docker's list of strings belongs: once split into characters.
+        ({"config": {"Entrypoint": "sh -c"}}, r"config\.Entrypoint: 'sh -c' is not of type"),
+        ({"config": {"Cmd": ["echo", 1]}}, r"config\.Cmd\.1: 1 is not of type 'string'"),
+        # A number in Env ended a container start in a traceback.
+        ({"config": {"Env": ["PATH=/bin", 7]}}, r"config\.Env\.1: 7 is not of type"),
+        ({"config": {"Env": ["NOVALUE"]}}, r"config\.Env\.0: 'NOVALUE' does not match"),
+        ({"config": {"Labels": {"a": 1}}}, r"config\.Labels\.a: 1 is not of type 'string'"),
+        ({"config": {"User": 0}}, r"config\.User: 0 is not of type 'string'"),
+        ({"config": "no"}, r"config: 'no' is not of type"),
+        ({"rootfs": {"type": "layers", "diff_ids": ["md5:x"]}}, r"rootfs\.diff_ids\.0"),
+        ({"history": [{"empty_layer": "yes"}]}, r"history\.0\.empty_layer"),
+    ],
+)
+def test_a_config_of_the_wrong_shape_is_refused_naming_the_field(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ManifestError, match="image config is invalid: " + message):
+        parse_config(config(**changes), 1)
+
+
+def test_a_config_as_registries_serve_it_passes() -> None:
+    served = config(
+        architecture="amd64",
+        created="2026-01-01T00:00:00Z",
+        config={
+            "Env": ["PATH=/usr/bin:/bin", "EMPTY="],
+            "Cmd": ["sh"],
+            "Entrypoint": None,
+            "ExposedPorts": {"80/tcp": {}},
+            "Labels": None,
+            "WorkingDir": "",
+            "OnBuild": None,  # unknown fields are allowed, as the spec says
+        },
+        history=[{"created_by": "ADD file", "empty_layer": False}],
+    )
+    assert parse_config(served, 1) == (DIGEST,)
