@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from agent import GRPC_FORK_SUPPORT
 from agent.discovery import Discovery
 from agent.errors import ConfigError
 from agent.executor import Executor
+from agent.ingress import IngressMesh
 from agent.log_subscriptions import LogSubscriptions
 from agent.managers import Managers
 from agent.node_description import describe
@@ -83,8 +84,12 @@ class Agent:
             config.node_id,
             self.reporter.report,
             config.data_address,
-            self.discovery.refresh,
+            self._endpoints_changed,
         )
+        self.mesh = IngressMesh(
+            self.executor, engine_config, self.worker.overlays, config.data_address
+        )
+        self._chores: set[asyncio.Task[None]] = set()
         self._describe()  # bad labels fail here rather than at every session
         self.session = Session(
             Managers(config.managers),
@@ -92,10 +97,21 @@ class Agent:
             self._describe,
             self.worker,
             self.reporter,
-            on_node=config.on_node,
+            on_node=self._on_node,
             logs=self.logs,
         )
         self._running: asyncio.Task[None] | None = None
+
+    async def _endpoints_changed(self, network_ids: Sequence[str]) -> None:
+        await self.discovery.refresh(network_ids)
+        await self.mesh.refresh(network_ids)
+
+    def _on_node(self, node: objects_pb2.Node) -> None:
+        if self.config.on_node is not None:
+            self.config.on_node(node)
+        chore = asyncio.ensure_future(self.mesh.node(node))
+        self._chores.add(chore)
+        chore.add_done_callback(self._chores.discard)
 
     def _describe(self) -> types_pb2.NodeDescription:
         return describe(self.config.hostname, self.config.labels, self.config.cgroup_parent)
@@ -107,6 +123,8 @@ class Agent:
         try:
             await self.session.run()
         finally:
+            for chore in list(self._chores):
+                chore.cancel()
             await self.discovery.close()
             await self.worker.close()
             self.executor.close()

@@ -103,36 +103,38 @@ def _stop_signal(requested: str, image_config: Mapping[str, Any]) -> str:
     raise TaskSpecError(f"invalid stop signal {text!r}")
 
 
-def overlays(task: objects_pb2.Task, data_address: str) -> tuple[OverlayAttachment, ...]:
-    """The task's overlay networks as the runtime joins them; `data_address` is this node's
-    address for overlay traffic (its VXLAN tunnel endpoint)."""
-    found = []
-    for attachment in task.networks:
-        network = attachment.network
-        if network.spec.driver_config.name not in OVERLAY_DRIVERS:
-            raise TaskSpecError(
-                f"network {network.spec.annotations.name or network.id}: driver "
-                f"{network.spec.driver_config.name!r} is not supported"
-            )
-        name = network.spec.annotations.name or network.id
-        vni = network.driver_state.options.get(VNI_OPTION, "")
-        configs = network.ipam.configs
-        if not (vni.isdigit() and attachment.addresses and len(configs) == 1):
-            raise TaskSpecError(f"network {name} is not allocated for this task")
-        if not data_address:
-            raise TaskSpecError(f"network {name}: this node has no address for overlay traffic")
-        found.append(
-            OverlayAttachment(
-                network_id=network.id,
-                vni=int(vni),
-                subnet=configs[0].subnet,
-                gateway=configs[0].gateway,
-                address=attachment.addresses[0].split("/", 1)[0],
-                vtep=data_address,
-                name=name,
-            )
+def overlay_attachment(
+    attachment: objects_pb2.NetworkAttachment, data_address: str
+) -> OverlayAttachment:
+    """One network attachment (a task's, or the node's own on the ingress network) as the
+    runtime joins it; `data_address` is this node's address for overlay traffic (its VXLAN
+    tunnel endpoint). TaskSpecError when it cannot be joined."""
+    network = attachment.network
+    name = network.spec.annotations.name or network.id
+    if network.spec.driver_config.name not in OVERLAY_DRIVERS:
+        raise TaskSpecError(
+            f"network {name}: driver {network.spec.driver_config.name!r} is not supported"
         )
-    return tuple(found)
+    vni = network.driver_state.options.get(VNI_OPTION, "")
+    configs = network.ipam.configs
+    if not (vni.isdigit() and attachment.addresses and len(configs) == 1):
+        raise TaskSpecError(f"network {name} is not allocated for this task")
+    if not data_address:
+        raise TaskSpecError(f"network {name}: this node has no address for overlay traffic")
+    return OverlayAttachment(
+        network_id=network.id,
+        vni=int(vni),
+        subnet=configs[0].subnet,
+        gateway=configs[0].gateway,
+        address=attachment.addresses[0].split("/", 1)[0],
+        vtep=data_address,
+        name=name,
+    )
+
+
+def overlays(task: objects_pb2.Task, data_address: str) -> tuple[OverlayAttachment, ...]:
+    """The task's overlay networks as the runtime joins them."""
+    return tuple(overlay_attachment(a, data_address) for a in task.networks)
 
 
 def _way_out(task: objects_pb2.Task) -> str:

@@ -88,6 +88,11 @@ class Executor:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
 
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Blocking node work (netlink, nft) in the executor's threads, which are in the
+        agent's network namespace."""
+        return await self._call(fn, *args)
+
     def close(self) -> None:
         """Let go of the threads; work already running in them finishes on its own."""
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -40,19 +40,25 @@ class OverlayNetworks:
 
     async def learn(self, tasks: Sequence[objects_pb2.Task]) -> None:
         """Networks the tasks are on; the peers of any seen for the first time programmed."""
-        new = []
         for task in tasks:
             try:
                 attachments = overlays(task, self._data_address)
             except TaskSpecError:
                 continue  # the task's controller rejects it and says why
             for attachment in attachments:
-                if attachment.network_id not in self._networks:
-                    new.append(attachment.network_id)
-                self._networks[attachment.network_id] = attachment
-        for network_id in new:
-            if network_id in self._endpoints:
-                await self._program(network_id)
+                await self.know(attachment)
+
+    async def know(self, attachment: OverlayAttachment) -> None:
+        """A network's allocation (from a task, or the node's own ingress address); its
+        peers are programmed when it is new here."""
+        new = attachment.network_id not in self._networks
+        self._networks[attachment.network_id] = attachment
+        if new and attachment.network_id in self._endpoints:
+            await self._program(attachment.network_id)
+
+    def endpoints(self, network_id: str) -> dispatcher_pb2.NetworkEndpoints | None:
+        """The network's endpoints as the dispatcher last sent them."""
+        return self._endpoints.get(network_id)
 
     async def apply(
         self,

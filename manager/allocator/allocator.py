@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 200  # objects per store transaction, as SwarmKit's batches
 COMMIT_ATTEMPTS = 3
-_KINDS = (Kind.NETWORK, Kind.SERVICE, Kind.TASK, Kind.CLUSTER)
+_KINDS = (Kind.NETWORK, Kind.SERVICE, Kind.TASK, Kind.CLUSTER, Kind.NODE)
 
 
 def _load(tx: ReadTx) -> AllocatorState:
@@ -40,6 +40,7 @@ def _load(tx: ReadTx) -> AllocatorState:
         tx.list(objects_pb2.Service),
         tx.list(objects_pb2.Task),
         clusters[0] if clusters else None,
+        tx.list(objects_pb2.Node),
     )
 
 

@@ -44,6 +44,7 @@ class Work(enum.Enum):
     NETWORK = "network"
     SERVICE = "service"
     TASK = "task"
+    NODE = "node"  # a node's own address on the ingress network (the routing mesh)
 
 
 WorkItem = tuple[Work, str]
@@ -73,6 +74,18 @@ def task_owner(task_id: str) -> str:
     return f"task {task_id}"
 
 
+def node_owner(node_id: str) -> str:
+    return f"node {node_id}"
+
+
+def ingress_address(node: objects_pb2.Node) -> tuple[str, str] | None:
+    """(network id, address) of the node's attachment to the ingress network, if any."""
+    for attachment in node.attachments:
+        if attachment.network.spec.ingress and attachment.addresses:
+            return attachment.network.id, attachment.addresses[0]
+    return None
+
+
 @dataclass
 class Outcome:
     """What one transaction attempt did: errors by item, and whether capacity appeared."""
@@ -92,12 +105,15 @@ class AllocatorState:
         services: Iterable[objects_pb2.Service],
         tasks: Iterable[objects_pb2.Task],
         cluster: objects_pb2.Cluster | None,
+        nodes: Iterable[objects_pb2.Node] = (),
     ) -> None:
         self._networks = NetworkAllocator()
         self._endpoints = EndpointAllocator(self._networks)
         self._pool_config = _pool_config(cluster)
         self._ingress_id: str | None = None
         self._task_addresses: dict[str, list[tuple[str, str]]] = {}
+        self._node_addresses: dict[str, tuple[str, str]] = {}
+        self._nodes_waiting: set[str] = set()  # for an ingress network to exist
         self._pending: dict[Work, dict[str, None]] = {kind: {} for kind in Work}
         self._failed: dict[WorkItem, str] = {}
         self._retry_failed = False
@@ -107,6 +123,8 @@ class AllocatorState:
             self._restore_service(service)
         for task in tasks:
             self._task_changed(task)
+        for node in nodes:
+            self._node_changed(node)
 
     # --- observing the store -----------------------------------------------------------
 
@@ -134,10 +152,42 @@ class AllocatorState:
         elif isinstance(obj, objects_pb2.Cluster):
             self._pool_config = _pool_config(None if deleted else obj)
             self._retry_failed = True
+        elif isinstance(obj, objects_pb2.Node):
+            if deleted:
+                self._forget((Work.NODE, obj.id))
+                self._nodes_waiting.discard(obj.id)
+                self._release_node(obj.id)
+            else:
+                self._node_changed(obj)
+
+    def _node_changed(self, node: objects_pb2.Node) -> None:
+        held = ingress_address(node)
+        if held is None:
+            self._pending[Work.NODE][node.id] = None
+        elif node.id not in self._node_addresses:
+            network_id, addr = held
+            try:
+                self._networks.hold(network_id, addr, node_owner(node.id))
+            except AllocationError as exc:
+                log.error("allocator: %s: %s", node_owner(node.id), exc)
+                return
+            self._node_addresses[node.id] = held
+
+    def _forget_node_address(self, node_id: str) -> None:
+        self._node_addresses.pop(node_id, None)
+
+    def _release_node(self, node_id: str) -> None:
+        held = self._node_addresses.pop(node_id, None)
+        if held is not None:
+            self._networks.detach(held[0], held[1], node_owner(node_id))
+            self._retry_failed = True
 
     def _network_changed(self, network: objects_pb2.Network) -> None:
         if network.spec.ingress:
             self._ingress_id = network.id
+            for node_id in self._nodes_waiting:  # every node gets an address on it
+                self._pending[Work.NODE][node_id] = None
+            self._nodes_waiting.clear()
         if not is_allocated(network):
             self._pending[Work.NETWORK][network.id] = None
             return
@@ -260,8 +310,10 @@ class AllocatorState:
                     self._allocate_network(attempt, object_id)
                 elif kind is Work.SERVICE:
                     self._allocate_service(attempt, object_id)
-                else:
+                elif kind is Work.TASK:
                     self._allocate_task(attempt, object_id)
+                else:
+                    self._allocate_node(attempt, object_id)
             except AllocationError as exc:
                 outcome.errors[item] = str(exc)
 
@@ -350,6 +402,29 @@ class AllocatorState:
 
     def _lose_ingress(self) -> None:
         self._ingress_id = None
+
+    def _allocate_node(self, attempt: _Attempt, node_id: str) -> None:
+        """The node's address on the ingress network, where its end of the routing mesh
+        lives; a node waits while there is no ingress network."""
+        node = attempt.tx.get(objects_pb2.Node, node_id)
+        if node is None or ingress_address(node) is not None:
+            return
+        ingress = self._ingress_id
+        network = attempt.tx.get(objects_pb2.Network, ingress) if ingress else None
+        if network is None or self._networks.pool(network.id) is None:
+            self._nodes_waiting.add(node_id)
+            return
+        part = Journal()
+        addr = self._networks.attach(network.id, node_owner(node_id), "", part)
+        self._node_addresses[node_id] = (network.id, addr)
+        part.on_rollback(functools.partial(self._forget_node_address, node_id))
+        attempt.journal.absorb(part)
+        kept = [a for a in node.attachments if not a.network.spec.ingress]
+        del node.attachments[:]
+        node.attachments.extend(kept)
+        node.attachments.add(network=network, addresses=[addr])
+        attempt.tx.update(node)
+        attempt.outcome.count(Work.NODE)
 
     def _check_network(self, attempt: _Attempt, network_id: str) -> objects_pb2.Network:
         """The network, if it exists and this allocator holds its allocation."""

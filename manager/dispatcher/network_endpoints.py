@@ -57,6 +57,9 @@ def endpoints_of(task: objects_pb2.Task) -> dict[str, Endpoint]:
             vip="" if dnsrr else vips.get(network.id, ""),
             aliases=list(attachment.aliases),
             running=task.status.state == types_pb2.RUNNING,
+            ports=[p for p in task.endpoint.ports if p.publish_mode == types_pb2.PortConfig.INGRESS]
+            if network.spec.ingress
+            else [],
         )
     return found
 
@@ -78,6 +81,8 @@ class NetworkEndpointSet:
         self._members: dict[str, dict[str, Endpoint]] = {}  # network -> task id -> endpoint
         self._task_networks: dict[str, list[str]] = {}  # task id -> its networks
         self._node_addresses: dict[str, str] = {}
+        # node id -> (network id, its own endpoint there): the routing mesh's ends
+        self._node_endpoints: dict[str, tuple[str, Endpoint]] = {}
         self._sent: dict[str, dispatcher_pb2.NetworkEndpoints] = {}
 
     def load(self, tx: ReadTx) -> None:
@@ -104,18 +109,38 @@ class NetworkEndpointSet:
             self._node_addresses.pop(node.id, None)
         else:
             self._node_addresses[node.id] = node.status.addr
+        self._node_endpoints.pop(node.id, None)
+        if deleted:
+            return
+        for attachment in node.attachments:
+            if is_overlay(attachment.network) and attachment.addresses:
+                endpoint = Endpoint(
+                    node_id=node.id,
+                    address=_without_prefix(attachment.addresses[0]),
+                    running=True,
+                )
+                self._node_endpoints[node.id] = (attachment.network.id, endpoint)
 
     def served(self) -> set[str]:
-        """Overlay networks a task of this node is on."""
-        return {
+        """Overlay networks a task of this node is on, and the ingress network once the
+        node has its own address there."""
+        served = {
             network_id
             for network_id, members in self._members.items()
             if any(e.node_id == self.node_id for e in members.values())
         }
+        own = self._node_endpoints.get(self.node_id)
+        if own is not None:
+            served.add(own[0])
+        return served
 
     def _endpoints(self, network_id: str) -> dispatcher_pb2.NetworkEndpoints:
         message = dispatcher_pb2.NetworkEndpoints(network_id=network_id)
-        for _, endpoint in sorted(self._members.get(network_id, {}).items()):
+        nodes = [e for _, (n, e) in sorted(self._node_endpoints.items()) if n == network_id]
+        for endpoint in [
+            *(e for _, e in sorted(self._members.get(network_id, {}).items())),
+            *nodes,
+        ]:
             node_address = self._node_addresses.get(endpoint.node_id)
             if node_address:  # a node that never registered cannot be reached yet
                 added = message.endpoints.add()

@@ -10,6 +10,7 @@ whole whenever the tasks change.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from common.namespaces import call_in_netns
 from runtime.network import nft
@@ -17,6 +18,13 @@ from runtime.network.nat_rules import Command
 
 TABLE = "shoal_lb"
 FAMILY = "ip"
+
+
+def spread(targets: Sequence[str]) -> dict[str, Any]:
+    """The DNAT address expression picking one of `targets` at random per connection."""
+    choice = {"numgen": {"mode": "random", "mod": len(targets), "offset": 0}}
+    mapping = {"set": [[index, address] for index, address in enumerate(targets)]}
+    return {"map": {"key": choice, "data": mapping}}
 
 
 def rules(backends: Mapping[str, Sequence[str]]) -> list[Command]:
@@ -32,8 +40,6 @@ def rules(backends: Mapping[str, Sequence[str]]) -> list[Command]:
         targets = sorted(set(addresses))
         if not targets:
             continue
-        choice = {"numgen": {"mode": "random", "mod": len(targets), "offset": 0}}
-        mapping = {"set": [[index, address] for index, address in enumerate(targets)]}
         commands.append(
             {
                 "add": {
@@ -48,7 +54,7 @@ def rules(backends: Mapping[str, Sequence[str]]) -> list[Command]:
                                     "right": vip,
                                 }
                             },
-                            {"dnat": {"addr": {"map": {"key": choice, "data": mapping}}}},
+                            {"dnat": {"addr": spread(targets)}},
                         ],
                     }
                 }

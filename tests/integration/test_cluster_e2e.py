@@ -4,6 +4,7 @@ overlay networks between them."""
 from __future__ import annotations
 
 import json
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from common import namespaces
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
 from tests.integration.manager.swarm_cluster import (
@@ -188,3 +190,52 @@ def test_tasks_on_two_machines_reach_each_other_by_address_name_and_virtual_ip(
     assert lookup("db")[0] != 0  # not a name of net1
     probe = ("timeout", "3", "wget", "-q", "-O", "-", f"http://{elsewhere}:8080/")
     assert swarm.shoal(client, "exec", container(one), *probe)[0] != 0
+
+
+def http_get(machine: Machine, address: str, port: int, path: str) -> str:
+    """GET http://address:port/path from inside `machine` (a client of the lab)."""
+    sock = namespaces.call_in_netns(
+        machine.netns, lambda: socket.create_connection((address, port), timeout=5)
+    )
+    with sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks).decode(errors="replace").split("\r\n\r\n", 1)[-1]
+
+
+def test_a_published_port_answers_on_every_machine_through_the_routing_mesh(
+    swarm: SwarmCluster,
+) -> None:
+    """`--publish published=8080,target=8080` in ingress mode (the default), one task on
+    one worker: the port answers on all three machines, those without the task included,
+    to a client on any of them."""
+    manager = swarm.lab.machines[0]
+    image = f"{swarm.lab.registry}/busybox:latest"
+    ok(
+        swarm, manager, "service", "create", "--detach", "--name", "front", "--replicas", "1",
+        "--publish", "published=8080,target=8080", "--constraint", "node.role==worker",
+        "--restart-delay", "0s", image, "httpd", "-f", "-p", "8080", "-h", "/etc",
+    )  # fmt: skip
+    (task,) = until_running(swarm, manager, "front", 1, "the front task")
+    by_id = {
+        str(n["id"]): n["description"]["hostname"]
+        for n in listed(swarm, manager, "node", "ls", "--format", "json")
+    }
+    host = next(m for m in swarm.lab.machines if m.name == by_id[task["node_id"]])
+    code, hostname = swarm.shoal(host, "exec", f"front.1.{task['id']}", "cat", "/etc/hostname")
+    assert code == 0
+    for target in swarm.lab.machines:
+        client = next(m for m in swarm.lab.machines if m is not target)
+
+        def page(client: Machine = client, target: Machine = target) -> str:
+            return http_get(client, target.record.ip, 8080, "/hostname")
+
+        until(
+            page,
+            f"port 8080 of {target.name} answering {client.name}",
+            holds=lambda got: got == hostname,
+            retry_on=(OSError,),
+            timeout_s=30,
+        )

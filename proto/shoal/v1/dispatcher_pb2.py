@@ -27,7 +27,7 @@ from shoal.v1 import objects_pb2 as shoal_dot_v1_dot_objects__pb2
 from shoal.v1 import types_pb2 as shoal_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shoal/v1/dispatcher.proto\x12\x08shoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16shoal/v1/objects.proto\x1a\x14shoal/v1/types.proto\"T\n\x0eSessionRequest\x12.\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x19.shoal.v1.NodeDescription\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\xb6\x01\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1c\n\x04node\x18\x02 \x01(\x0b\x32\x0e.shoal.v1.Node\x12(\n\x08managers\x18\x03 \x03(\x0b\x32\x16.shoal.v1.WeightedPeer\x12\x37\n\x16network_bootstrap_keys\x18\x04 \x03(\x0b\x32\x17.shoal.v1.EncryptionKey\x12\x0f\n\x07root_ca\x18\x05 \x01(\x0c\"&\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\">\n\x11HeartbeatResponse\x12)\n\x06period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xbd\x01\n\x17UpdateTaskStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x43\n\x07updates\x18\x02 \x03(\x0b\x32\x32.shoal.v1.UpdateTaskStatusRequest.TaskStatusUpdate\x1aI\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.shoal.v1.TaskStatus\"\x1a\n\x18UpdateTaskStatusResponse\"(\n\x12\x41ssignmentsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xa0\x02\n\x10NetworkEndpoints\x12\x12\n\nnetwork_id\x18\x01 \x01(\t\x12\x36\n\tendpoints\x18\x02 \x03(\x0b\x32#.shoal.v1.NetworkEndpoints.Endpoint\x1a\xbf\x01\n\x08\x45ndpoint\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0cnode_address\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x12\n\nservice_id\x18\x05 \x01(\t\x12\x14\n\x0cservice_name\x18\x06 \x01(\t\x12\x11\n\ttask_name\x18\x07 \x01(\t\x12\x0b\n\x03vip\x18\x08 \x01(\t\x12\x0f\n\x07\x61liases\x18\t \x03(\t\x12\x0f\n\x07running\x18\n \x01(\x08\"\xb5\x01\n\nAssignment\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x0e.shoal.v1.TaskH\x00\x12\"\n\x06secret\x18\x02 \x01(\x0b\x32\x10.shoal.v1.SecretH\x00\x12\"\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x10.shoal.v1.ConfigH\x00\x12\x37\n\x11network_endpoints\x18\x04 \x01(\x0b\x32\x1a.shoal.v1.NetworkEndpointsH\x00\x42\x06\n\x04item\"\x91\x01\n\x10\x41ssignmentChange\x12(\n\nassignment\x18\x01 \x01(\x0b\x32\x14.shoal.v1.Assignment\x12\x31\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32!.shoal.v1.AssignmentChange.Action\" \n\x06\x41\x63tion\x12\n\n\x06UPDATE\x10\x00\x12\n\n\x06REMOVE\x10\x01\"\xc1\x01\n\x12\x41ssignmentsMessage\x12/\n\x04type\x18\x01 \x01(\x0e\x32!.shoal.v1.AssignmentsMessage.Type\x12\x12\n\napplies_to\x18\x02 \x01(\t\x12\x12\n\nresults_in\x18\x03 \x01(\t\x12+\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x1a.shoal.v1.AssignmentChange\"%\n\x04Type\x12\x0c\n\x08\x43OMPLETE\x10\x00\x12\x0f\n\x0bINCREMENTAL\x10\x01\x32\xbb\x02\n\nDispatcher\x12?\n\x07Session\x12\x18.shoal.v1.SessionRequest\x1a\x18.shoal.v1.SessionMessage0\x01\x12\x44\n\tHeartbeat\x12\x1a.shoal.v1.HeartbeatRequest\x1a\x1b.shoal.v1.HeartbeatResponse\x12Y\n\x10UpdateTaskStatus\x12!.shoal.v1.UpdateTaskStatusRequest\x1a\".shoal.v1.UpdateTaskStatusResponse\x12K\n\x0b\x41ssignments\x12\x1c.shoal.v1.AssignmentsRequest\x1a\x1c.shoal.v1.AssignmentsMessage0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shoal/v1/dispatcher.proto\x12\x08shoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16shoal/v1/objects.proto\x1a\x14shoal/v1/types.proto\"T\n\x0eSessionRequest\x12.\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x19.shoal.v1.NodeDescription\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\xb6\x01\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1c\n\x04node\x18\x02 \x01(\x0b\x32\x0e.shoal.v1.Node\x12(\n\x08managers\x18\x03 \x03(\x0b\x32\x16.shoal.v1.WeightedPeer\x12\x37\n\x16network_bootstrap_keys\x18\x04 \x03(\x0b\x32\x17.shoal.v1.EncryptionKey\x12\x0f\n\x07root_ca\x18\x05 \x01(\x0c\"&\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\">\n\x11HeartbeatResponse\x12)\n\x06period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xbd\x01\n\x17UpdateTaskStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x43\n\x07updates\x18\x02 \x03(\x0b\x32\x32.shoal.v1.UpdateTaskStatusRequest.TaskStatusUpdate\x1aI\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.shoal.v1.TaskStatus\"\x1a\n\x18UpdateTaskStatusResponse\"(\n\x12\x41ssignmentsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xc5\x02\n\x10NetworkEndpoints\x12\x12\n\nnetwork_id\x18\x01 \x01(\t\x12\x36\n\tendpoints\x18\x02 \x03(\x0b\x32#.shoal.v1.NetworkEndpoints.Endpoint\x1a\xe4\x01\n\x08\x45ndpoint\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0cnode_address\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x12\n\nservice_id\x18\x05 \x01(\t\x12\x14\n\x0cservice_name\x18\x06 \x01(\t\x12\x11\n\ttask_name\x18\x07 \x01(\t\x12\x0b\n\x03vip\x18\x08 \x01(\t\x12\x0f\n\x07\x61liases\x18\t \x03(\t\x12\x0f\n\x07running\x18\n \x01(\x08\x12#\n\x05ports\x18\x0b \x03(\x0b\x32\x14.shoal.v1.PortConfig\"\xb5\x01\n\nAssignment\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x0e.shoal.v1.TaskH\x00\x12\"\n\x06secret\x18\x02 \x01(\x0b\x32\x10.shoal.v1.SecretH\x00\x12\"\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x10.shoal.v1.ConfigH\x00\x12\x37\n\x11network_endpoints\x18\x04 \x01(\x0b\x32\x1a.shoal.v1.NetworkEndpointsH\x00\x42\x06\n\x04item\"\x91\x01\n\x10\x41ssignmentChange\x12(\n\nassignment\x18\x01 \x01(\x0b\x32\x14.shoal.v1.Assignment\x12\x31\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32!.shoal.v1.AssignmentChange.Action\" \n\x06\x41\x63tion\x12\n\n\x06UPDATE\x10\x00\x12\n\n\x06REMOVE\x10\x01\"\xc1\x01\n\x12\x41ssignmentsMessage\x12/\n\x04type\x18\x01 \x01(\x0e\x32!.shoal.v1.AssignmentsMessage.Type\x12\x12\n\napplies_to\x18\x02 \x01(\t\x12\x12\n\nresults_in\x18\x03 \x01(\t\x12+\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x1a.shoal.v1.AssignmentChange\"%\n\x04Type\x12\x0c\n\x08\x43OMPLETE\x10\x00\x12\x0f\n\x0bINCREMENTAL\x10\x01\x32\xbb\x02\n\nDispatcher\x12?\n\x07Session\x12\x18.shoal.v1.SessionRequest\x1a\x18.shoal.v1.SessionMessage0\x01\x12\x44\n\tHeartbeat\x12\x1a.shoal.v1.HeartbeatRequest\x1a\x1b.shoal.v1.HeartbeatResponse\x12Y\n\x10UpdateTaskStatus\x12!.shoal.v1.UpdateTaskStatusRequest\x1a\".shoal.v1.UpdateTaskStatusResponse\x12K\n\x0b\x41ssignments\x12\x1c.shoal.v1.AssignmentsRequest\x1a\x1c.shoal.v1.AssignmentsMessage0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,19 +51,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSIGNMENTSREQUEST']._serialized_start=712
   _globals['_ASSIGNMENTSREQUEST']._serialized_end=752
   _globals['_NETWORKENDPOINTS']._serialized_start=755
-  _globals['_NETWORKENDPOINTS']._serialized_end=1043
+  _globals['_NETWORKENDPOINTS']._serialized_end=1080
   _globals['_NETWORKENDPOINTS_ENDPOINT']._serialized_start=852
-  _globals['_NETWORKENDPOINTS_ENDPOINT']._serialized_end=1043
-  _globals['_ASSIGNMENT']._serialized_start=1046
-  _globals['_ASSIGNMENT']._serialized_end=1227
-  _globals['_ASSIGNMENTCHANGE']._serialized_start=1230
-  _globals['_ASSIGNMENTCHANGE']._serialized_end=1375
-  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_start=1343
-  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_end=1375
-  _globals['_ASSIGNMENTSMESSAGE']._serialized_start=1378
-  _globals['_ASSIGNMENTSMESSAGE']._serialized_end=1571
-  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_start=1534
-  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_end=1571
-  _globals['_DISPATCHER']._serialized_start=1574
-  _globals['_DISPATCHER']._serialized_end=1889
+  _globals['_NETWORKENDPOINTS_ENDPOINT']._serialized_end=1080
+  _globals['_ASSIGNMENT']._serialized_start=1083
+  _globals['_ASSIGNMENT']._serialized_end=1264
+  _globals['_ASSIGNMENTCHANGE']._serialized_start=1267
+  _globals['_ASSIGNMENTCHANGE']._serialized_end=1412
+  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_start=1380
+  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_end=1412
+  _globals['_ASSIGNMENTSMESSAGE']._serialized_start=1415
+  _globals['_ASSIGNMENTSMESSAGE']._serialized_end=1608
+  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_start=1571
+  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_end=1608
+  _globals['_DISPATCHER']._serialized_start=1611
+  _globals['_DISPATCHER']._serialized_end=1926
 # @@protoc_insertion_point(module_scope)

@@ -213,7 +213,8 @@ Global___AssignmentsRequest: _TypeAlias = AssignmentsRequest  # noqa: Y015
 
 @_typing.final
 class NetworkEndpoints(_message.Message):
-    """Every task on one overlay network, for a node that runs a task on it: where
+    """Every task on one overlay network, for a node that runs a task on it (and, for
+    the ingress network, every node's own end of the routing mesh, task_id empty): where
     each runs (the node programs its VXLAN forwarding for the other nodes' tasks) and
     what names it answers to (the node's DNS resolver and virtual-IP load balancing).
     """
@@ -234,6 +235,7 @@ class NetworkEndpoints(_message.Message):
         VIP_FIELD_NUMBER: _builtins.int
         ALIASES_FIELD_NUMBER: _builtins.int
         RUNNING_FIELD_NUMBER: _builtins.int
+        PORTS_FIELD_NUMBER: _builtins.int
         task_id: _builtins.str
         address: _builtins.str
         """The task's address on the network (without prefix length)."""
@@ -256,6 +258,12 @@ class NetworkEndpoints(_message.Message):
         def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
             """More names of the service on this network (--network NAME,alias=A)."""
 
+        @_builtins.property
+        def ports(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.PortConfig]:
+            """On the ingress network: the ports its service publishes there (the routing
+            mesh sends them to the service's running tasks from every node).
+            """
+
         def __init__(
             self,
             *,
@@ -269,10 +277,11 @@ class NetworkEndpoints(_message.Message):
             vip: _builtins.str = ...,
             aliases: _abc.Iterable[_builtins.str] | None = ...,
             running: _builtins.bool = ...,
+            ports: _abc.Iterable[_types_pb2.PortConfig] | None = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "aliases", b"aliases", "node_address", b"node_address", "node_id", b"node_id", "running", b"running", "service_id", b"service_id", "service_name", b"service_name", "task_id", b"task_id", "task_name", b"task_name", "vip", b"vip"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "aliases", b"aliases", "node_address", b"node_address", "node_id", b"node_id", "ports", b"ports", "running", b"running", "service_id", b"service_id", "service_name", b"service_name", "task_id", b"task_id", "task_name", b"task_name", "vip", b"vip"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from manager.allocator import FIRST_DYNAMIC_PORT, FIRST_VNI, INGRESS_NETWORK_NAME, VNI_OPTION
+from manager.allocator.state import ingress_address
 from manager.store import WriteTx
 from shoal.v1 import objects_pb2, types_pb2
 from tests.polling import until_async
@@ -420,3 +421,28 @@ async def test_nothing_leaks_over_a_thousand_create_and_remove_cycles() -> None:
             await store.update(remove)
     final = get_service(store, svc.id)
     assert final is None
+
+
+async def test_every_node_gets_an_address_on_the_ingress_network() -> None:
+    """The nodes' ends of the routing mesh: one address each on the ingress network, once
+    there is one; a removed node's address is free again."""
+    store = local_store()
+
+    def node_address(node_id: str) -> tuple[str, str] | None:
+        found = store.view(lambda tx: tx.get(objects_pb2.Node, node_id))
+        return ingress_address(found) if found is not None else None
+
+    await store.update(lambda tx: tx.create(objects_pb2.Node(id="n1")))
+    async with running(store):
+        await create(store, service("web", ports=[port(80, 8080)]))  # makes the ingress network
+        first = await until_async(lambda: node_address("n1"), "n1's ingress address")
+        await store.update(lambda tx: tx.create(objects_pb2.Node(id="n2")))
+        second = await until_async(lambda: node_address("n2"), "n2's ingress address")
+        assert first is not None and second is not None
+        assert first[0] == second[0] and first[1] != second[1]
+        ingress = get_network(store, first[0])
+        assert ingress is not None and ingress.spec.ingress
+        await store.update(lambda tx: tx.delete(objects_pb2.Node, "n1"))
+        await store.update(lambda tx: tx.create(objects_pb2.Node(id="n3")))
+        third = await until_async(lambda: node_address("n3"), "n3's ingress address")
+        assert third is not None and third[1] != second[1]
