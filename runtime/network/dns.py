@@ -25,14 +25,13 @@ import dns.rdatatype
 import dns.rrset
 
 from common.namespaces import call_in_netns
-from runtime.network import nft
-from runtime.network.nat_rules import Command
+from runtime.network import nft, nft_json
+from runtime.network.nft_json import Command
 
 RESOLVER_IP = "127.0.0.11"
 DNS_PORT = 53
 TTL = 0  # answers follow tasks as they come and go: nothing may cache them
 TABLE = "shoal_dns"
-FAMILY = "ip"
 BIND_ATTEMPTS = 20  # a UDP port whose TCP twin is taken is tried again with another
 
 
@@ -136,45 +135,21 @@ def open_sockets(netns_fd: int) -> tuple[socket.socket, socket.socket]:
     return call_in_netns(netns_fd, work)
 
 
-def _redirect(protocol: str, port: int) -> Command:
-    return {
-        "add": {
-            "rule": {
-                "family": FAMILY,
-                "table": TABLE,
-                "chain": "output",
-                "expr": [
-                    {
-                        "match": {
-                            "op": "==",
-                            "left": {"payload": {"protocol": "ip", "field": "daddr"}},
-                            "right": RESOLVER_IP,
-                        }
-                    },
-                    {
-                        "match": {
-                            "op": "==",
-                            "left": {"payload": {"protocol": protocol, "field": "dport"}},
-                            "right": DNS_PORT,
-                        }
-                    },
-                    {"dnat": {"addr": RESOLVER_IP, "port": port}},
-                ],
-            }
-        }
-    }
-
-
 def redirect_rules(port: int) -> list[Command]:
     """The container's 127.0.0.11:53 (UDP and TCP) sent to `port`, replacing any earlier
     redirect (an agent that restarted opens new sockets)."""
-    chain = {"family": FAMILY, "table": TABLE, "name": "output"}
     return [
-        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
-        {"add": {"chain": {**chain, "type": "nat", "hook": "output", "prio": -100}}},
-        {"flush": {"chain": chain}},
-        _redirect("udp", port),
-        _redirect("tcp", port),
+        *nft_json.nat_table(TABLE, {"output": ("output", -100)}),
+        *(
+            nft_json.rule(
+                TABLE,
+                "output",
+                nft_json.match(nft_json.DADDR, RESOLVER_IP),
+                nft_json.dport(protocol, DNS_PORT),
+                {"dnat": {"addr": RESOLVER_IP, "port": port}},
+            )
+            for protocol in ("udp", "tcp")
+        ),
     ]
 
 

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from common import libc
 from common.namespaces import call_in_netns, create_bound, is_bound, remove_bound
-from runtime.network import nft, sysctl
-from runtime.network.nat_rules import Command
-from runtime.network.service_lb import spread
+from runtime.network import nft, nft_json, sysctl
+from runtime.network.nft_json import Command
 
 SANDBOX_ID = "ingress-sbox"  # its name as a container of the overlay and of the bridge
 HOST_TABLE = "shoal_mesh"
 SANDBOX_TABLE = "shoal_ingress"
-FAMILY = "ip"
 OVERLAY_IFNAME = "eth0"
 BRIDGE_IFNAME = "eth1"
 
@@ -57,47 +55,20 @@ def remove_sandbox(path: Path) -> None:
     remove_bound(path)  # its interfaces go with it
 
 
-def _chain(table: str, name: str, hook: str, prio: int) -> list[Command]:
-    chain = {"family": FAMILY, "table": table, "name": name}
-    return [
-        {"add": {"chain": {**chain, "type": "nat", "hook": hook, "prio": prio}}},
-        {"flush": {"chain": chain}},
-    ]
-
-
-def _rule(table: str, chain: str, *expr: Any) -> Command:
-    return {"add": {"rule": {"family": FAMILY, "table": table, "chain": chain, "expr": list(expr)}}}
-
-
-def _port_match(protocol: str, port: int) -> dict[str, Any]:
-    return {
-        "match": {
-            "op": "==",
-            "left": {"payload": {"protocol": protocol, "field": "dport"}},
-            "right": port,
-        }
-    }
-
-
-_LOCAL = {
-    "match": {"op": "==", "left": {"fib": {"flags": ["daddr"], "result": "type"}}, "right": "local"}
-}
-
-
 def host_rules(sandbox_ip: str, ports: Sequence[Published]) -> list[Command]:
     """In the node's namespace: its published ports (from outside and from itself) to the
     sandbox."""
-    commands: list[Command] = [{"add": {"table": {"family": FAMILY, "name": HOST_TABLE}}}]
-    commands += _chain(HOST_TABLE, "prerouting", "prerouting", -100)
-    commands += _chain(HOST_TABLE, "output", "output", -100)
+    commands = nft_json.nat_table(
+        HOST_TABLE, {"prerouting": ("prerouting", -100), "output": ("output", -100)}
+    )
     for published in sorted(set(ports)):
         for chain in ("prerouting", "output"):
             commands.append(
-                _rule(
+                nft_json.rule(
                     HOST_TABLE,
                     chain,
-                    _LOCAL,
-                    _port_match(published.protocol, published.port),
+                    nft_json.LOCAL_DADDR,
+                    nft_json.dport(published.protocol, published.port),
                     {"dnat": {"addr": sandbox_ip}},
                 )
             )
@@ -107,31 +78,25 @@ def host_rules(sandbox_ip: str, ports: Sequence[Published]) -> list[Command]:
 def sandbox_rules(backends: Mapping[Published, Sequence[str]]) -> list[Command]:
     """In the sandbox: each published port to a random running task, on its target port;
     what leaves for the ingress network masqueraded (answers come back here)."""
-    commands: list[Command] = [{"add": {"table": {"family": FAMILY, "name": SANDBOX_TABLE}}}]
-    commands += _chain(SANDBOX_TABLE, "prerouting", "prerouting", -100)
-    commands += _chain(SANDBOX_TABLE, "postrouting", "postrouting", 100)
+    commands = nft_json.nat_table(
+        SANDBOX_TABLE, {"prerouting": ("prerouting", -100), "postrouting": ("postrouting", 100)}
+    )
     for published, addresses in sorted(backends.items()):
         targets = sorted(set(addresses))
-        if not targets:
-            continue
-        commands.append(
-            _rule(
-                SANDBOX_TABLE,
-                "prerouting",
-                _port_match(published.protocol, published.port),
-                {
-                    "dnat": {
-                        "addr": spread(targets),
-                        "port": published.target_port,
-                    }
-                },
+        if targets:
+            commands.append(
+                nft_json.rule(
+                    SANDBOX_TABLE,
+                    "prerouting",
+                    nft_json.dport(published.protocol, published.port),
+                    {"dnat": {"addr": nft_json.spread(targets), "port": published.target_port}},
+                )
             )
-        )
     commands.append(
-        _rule(
+        nft_json.rule(
             SANDBOX_TABLE,
             "postrouting",
-            {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": OVERLAY_IFNAME}},
+            nft_json.match(nft_json.OIFNAME, OVERLAY_IFNAME),
             {"masquerade": None},
         )
     )
@@ -149,7 +114,8 @@ def program(sandbox: Path, sandbox_ip: str, backends: Mapping[Published, Sequenc
 def unpublish() -> None:
     """Take the node's published ingress ports away (its table goes)."""
     try:
-        nft.run([{"delete": {"table": {"family": FAMILY, "name": HOST_TABLE}}}], "unpublish")
+        table = {"family": nft_json.FAMILY, "name": HOST_TABLE}
+        nft.run([{"delete": {"table": table}}], "unpublish ingress ports")
     except nft.NftError as exc:
         if not exc.missing:
             raise

@@ -25,20 +25,23 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, NamedTuple
 
+from runtime.network.nft_json import (
+    DADDR,
+    DPORT,
+    FAMILY,
+    L4PROTO,
+    LOCAL_DADDR,
+    OIFNAME,
+    SADDR,
+    Command,
+    Expr,
+    match,
+)
 from runtime.network.ports import PortMapping
 
-FAMILY = "ip"
 TABLE = "shoal"
 PUBLISH_CHAIN = "publish"
 
-Command = dict[str, Any]
-Expr = dict[str, Any]
-
-_DADDR: Expr = {"payload": {"protocol": "ip", "field": "daddr"}}
-_SADDR: Expr = {"payload": {"protocol": "ip", "field": "saddr"}}
-_L4PROTO: Expr = {"meta": {"key": "l4proto"}}
-_DPORT: Expr = {"payload": {"protocol": "th", "field": "dport"}}
-_OIFNAME: Expr = {"meta": {"key": "oifname"}}
 _LOOPBACK = IPv4Network("127.0.0.0/8")
 
 
@@ -58,18 +61,14 @@ class MapPair(NamedTuple):
         return f"{self.prefix}_port"
 
 
-ANY_ADDRESS = MapPair("any", ("inet_proto", "inet_service"), (_L4PROTO, _DPORT))
-ONE_ADDRESS = MapPair("ip", ("ipv4_addr", "inet_proto", "inet_service"), (_DADDR, _L4PROTO, _DPORT))
+ANY_ADDRESS = MapPair("any", ("inet_proto", "inet_service"), (L4PROTO, DPORT))
+ONE_ADDRESS = MapPair("ip", ("ipv4_addr", "inet_proto", "inet_service"), (DADDR, L4PROTO, DPORT))
 MAP_PAIRS = (ONE_ADDRESS, ANY_ADDRESS)  # lookup order: a specific address first
 MAP_NAMES = frozenset(name for p in MAP_PAIRS for name in (p.addr_map, p.port_map))
 
 
 def _obj(kind: str, **fields: Any) -> Command:
     return {kind: {"family": FAMILY, "table": TABLE, **fields}}
-
-
-def _match(left: Any, right: Any, op: str = "==") -> Expr:
-    return {"match": {"op": op, "left": left, "right": right}}
 
 
 def _prefix(network: IPv4Network) -> Expr:
@@ -92,7 +91,6 @@ def base_ruleset(subnet: IPv4Network, bridge: str) -> list[Command]:
     """The table, maps, chains and fixed rules; applying it again is harmless (chains are
     flushed and refilled in the same transaction, map elements are kept)."""
     hooks = {"prerouting": -100, "output": -100, "postrouting": 100}
-    local_daddr = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
     commands: list[Command] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
     for pair in MAP_PAIRS:
         for name, data in ((pair.addr_map, "ipv4_addr"), (pair.port_map, "inet_service")):
@@ -104,20 +102,20 @@ def base_ruleset(subnet: IPv4Network, bridge: str) -> list[Command]:
     for chain in (*hooks, PUBLISH_CHAIN):
         commands.append({"flush": _obj("chain", name=chain)})
     commands += [
-        _rule("prerouting", local_daddr, {"jump": {"target": PUBLISH_CHAIN}}),
-        _rule("output", local_daddr, {"jump": {"target": PUBLISH_CHAIN}}),
+        _rule("prerouting", LOCAL_DADDR, {"jump": {"target": PUBLISH_CHAIN}}),
+        _rule("output", LOCAL_DADDR, {"jump": {"target": PUBLISH_CHAIN}}),
         *(_rule(PUBLISH_CHAIN, _dnat(pair)) for pair in MAP_PAIRS),
         _rule(
             "postrouting",
-            _match(_SADDR, _prefix(subnet)),
-            _match(_OIFNAME, bridge, op="!="),
+            match(SADDR, _prefix(subnet)),
+            match(OIFNAME, bridge, op="!="),
             {"masquerade": None},
         ),
         _rule(
             "postrouting",
-            _match(_OIFNAME, bridge),
-            _match({"ct": {"key": "status"}}, "dnat", op="in"),
-            _match(_SADDR, {"set": [_prefix(_LOOPBACK), _prefix(subnet)]}),
+            match(OIFNAME, bridge),
+            match({"ct": {"key": "status"}}, "dnat", op="in"),
+            match(SADDR, {"set": [_prefix(_LOOPBACK), _prefix(subnet)]}),
             {"masquerade": None},
         ),
     ]

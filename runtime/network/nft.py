@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.network import nat_rules
 from runtime.network.errors import NetworkError
+from runtime.network.nft_json import FAMILY, Command
 
 if TYPE_CHECKING:
     import subprocess
@@ -56,7 +57,7 @@ def _nft(args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedP
         raise NetworkError(f"nft {' '.join(args)} did not finish in {TIMEOUT_S:.0f} s") from None
 
 
-def run(commands: Sequence[nat_rules.Command], what: str) -> None:
+def run(commands: Sequence[Command], what: str) -> None:
     """Apply `commands` as one transaction; NftError (naming `what`) when nft refuses."""
     result = _nft(["-j", "-f", "-"], nat_rules.document(commands))
     if result.returncode != 0:
@@ -67,7 +68,7 @@ def run(commands: Sequence[nat_rules.Command], what: str) -> None:
 
 def list_table() -> list[dict[str, Any]] | None:
     """The objects of Shoal's table as `nft -j list table` gives them; None when absent."""
-    result = _nft(["-j", "list", "table", nat_rules.FAMILY, nat_rules.TABLE])
+    result = _nft(["-j", "list", "table", FAMILY, nat_rules.TABLE])
     if result.returncode != 0:
         if "No such file or directory" in result.stderr:
             return None

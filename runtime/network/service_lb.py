@@ -10,56 +10,29 @@ whole whenever the tasks change.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from common.namespaces import call_in_netns
-from runtime.network import nft
-from runtime.network.nat_rules import Command
+from runtime.network import nft, nft_json
+from runtime.network.nft_json import Command
 
 TABLE = "shoal_lb"
-FAMILY = "ip"
-
-
-def spread(targets: Sequence[str]) -> dict[str, Any]:
-    """The DNAT address expression picking one of `targets` at random per connection."""
-    choice = {"numgen": {"mode": "random", "mod": len(targets), "offset": 0}}
-    mapping = {"set": [[index, address] for index, address in enumerate(targets)]}
-    return {"map": {"key": choice, "data": mapping}}
 
 
 def rules(backends: Mapping[str, Sequence[str]]) -> list[Command]:
     """Virtual IP -> task addresses, as one transaction replacing the previous rules; a
     virtual IP without running tasks gets no rule (nothing answers it)."""
-    chain = {"family": FAMILY, "table": TABLE, "name": "output"}
-    commands: list[Command] = [
-        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
-        {"add": {"chain": {**chain, "type": "nat", "hook": "output", "prio": -100}}},
-        {"flush": {"chain": chain}},
-    ]
+    commands = nft_json.nat_table(TABLE, {"output": ("output", -100)})
     for vip, addresses in sorted(backends.items()):
         targets = sorted(set(addresses))
-        if not targets:
-            continue
-        commands.append(
-            {
-                "add": {
-                    "rule": {
-                        **{k: v for k, v in chain.items() if k != "name"},
-                        "chain": "output",
-                        "expr": [
-                            {
-                                "match": {
-                                    "op": "==",
-                                    "left": {"payload": {"protocol": "ip", "field": "daddr"}},
-                                    "right": vip,
-                                }
-                            },
-                            {"dnat": {"addr": spread(targets)}},
-                        ],
-                    }
-                }
-            }
-        )
+        if targets:
+            commands.append(
+                nft_json.rule(
+                    TABLE,
+                    "output",
+                    nft_json.match(nft_json.DADDR, vip),
+                    {"dnat": {"addr": nft_json.spread(targets)}},
+                )
+            )
     return commands
 
 
