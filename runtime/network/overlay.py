@@ -21,11 +21,11 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from common import libc
 from common.namespaces import call_in_netns, create_bound, is_bound, open_netns, remove_bound
@@ -38,6 +38,7 @@ from runtime.network.rtnl import RtnlSocket
 from runtime.network.state_files import read_json, write_json
 from runtime.network.vxlan import Peer
 
+T = TypeVar("T")
 BRIDGE = "br0"
 VXLAN_DEVICE = "vxlan0"
 FORMAT_VERSION = 1
@@ -155,22 +156,23 @@ class OverlayNetwork:
         with lock.exclusive(self.directory / "lock"):
             yield _State(self.directory / "state.json", self.spec)
 
-    def endpoints(self) -> list[Endpoint]:
-        if not self.directory.exists():
-            return []
-        with self._locked() as state:
-            return [e for _, e in sorted(state.endpoints.items())]
-
-    def peers(self) -> list[Peer]:
-        if not self.directory.exists():
-            return []
-        with self._locked() as state:
-            return sorted(state.peers)
-
     # -- the sandbox ---------------------------------------------------------------------
 
-    def _in_sandbox(self, work: Any) -> Any:
-        return call_in_netns(self.sandbox, work)
+    def _netlink(self, work: Callable[[RtnlSocket], T]) -> T:
+        """`work(sock)` with a netlink socket inside the sandbox."""
+
+        def body() -> T:
+            with RtnlSocket() as sock:
+                return work(sock)
+
+        return call_in_netns(self.sandbox, body)
+
+    def _devices(self, sock: RtnlSocket) -> tuple[links.LinkState, links.LinkState]:
+        """The sandbox's bridge and VXLAN device."""
+        bridge, device = links.link_state(sock, BRIDGE), links.link_state(sock, VXLAN_DEVICE)
+        if bridge is None or device is None:
+            raise NetworkError(f"the overlay sandbox of {self.spec.network_id} lost its devices")
+        return bridge, device
 
     def _ensure_sandbox(self, state: _State) -> None:
         """Make the sandbox, its bridge and VXLAN device where missing (idempotent), and
@@ -180,45 +182,32 @@ class OverlayNetwork:
             create_bound(self.sandbox, libc.CLONE_NEWNET)
         gateway = IPv4Interface(f"{self.spec.gateway}/{self.spec.subnet.prefixlen}")
 
-        def bridge() -> bool:
-            with RtnlSocket() as sock:
-                links.set_up(sock, links.LOOPBACK_INDEX)
-                index = links.ensure_bridge(sock, BRIDGE, gateway, mac_for(self.spec.gateway))
-                links.set_up(sock, index)
-                return links.link_state(sock, VXLAN_DEVICE) is not None
+        def bridge(sock: RtnlSocket) -> bool:
+            links.set_up(sock, links.LOOPBACK_INDEX)
+            index = links.ensure_bridge(sock, BRIDGE, gateway, mac_for(self.spec.gateway))
+            links.set_up(sock, index)
+            return links.link_state(sock, VXLAN_DEVICE) is not None
 
-        if not self._in_sandbox(bridge):
+        if not self._netlink(bridge):
             fd = open_netns(self.sandbox)
             try:
-                with RtnlSocket() as sock:
+                with RtnlSocket() as sock:  # the node's namespace: the UDP socket stays here
                     mtu = vxlan.underlay_mtu(sock, self.spec.local) - vxlan.OVERHEAD
                     vxlan.create_device(sock, VXLAN_DEVICE, self.spec.vni, self.spec.local, mtu, fd)
             finally:
                 os.close(fd)
 
-            def enslave() -> None:
-                with RtnlSocket() as sock:
-                    device = links.link_state(sock, VXLAN_DEVICE)
-                    bridge_link = links.link_state(sock, BRIDGE)
-                    if device is None or bridge_link is None:
-                        raise NetworkError("the overlay sandbox lost its devices while set up")
-                    links.set_master(sock, device.index, bridge_link.index)
-                    links.set_up(sock, device.index)
+            def enslave(sock: RtnlSocket) -> None:
+                bridge_link, device = self._devices(sock)
+                links.set_master(sock, device.index, bridge_link.index)
+                links.set_up(sock, device.index)
 
-            self._in_sandbox(enslave)
+            self._netlink(enslave)
         self._program(state.peers)
 
     def _program(self, peers: Iterable[Peer]) -> None:
         remote = [p for p in peers if p.vtep != self.spec.local]
-
-        def work() -> None:
-            with RtnlSocket() as sock:
-                device = links.link_state(sock, VXLAN_DEVICE)
-                if device is None:
-                    raise NetworkError(f"the overlay sandbox has no {VXLAN_DEVICE}")
-                vxlan.program_peers(sock, device.index, remote)
-
-        self._in_sandbox(work)
+        self._netlink(lambda sock: vxlan.program_peers(sock, self._devices(sock)[1].index, remote))
 
     # -- containers ----------------------------------------------------------------------
 
@@ -253,23 +242,19 @@ class OverlayNetwork:
             state.save()  # on record before the veth it names exists
             self._ensure_sandbox(state)
 
-            def plug() -> None:
-                with RtnlSocket() as sock:
-                    bridge = links.link_state(sock, BRIDGE)
-                    device = links.link_state(sock, VXLAN_DEVICE)
-                    if bridge is None or device is None:
-                        raise NetworkError("the overlay sandbox lost its devices")
-                    links.create_veth(
-                        sock,
-                        endpoint.veth,
-                        bridge.index,
-                        container_fd,
-                        endpoint.mac,
-                        ifname=ifname,
-                        mtu=device.mtu,
-                    )
+            def plug(sock: RtnlSocket) -> None:
+                bridge, device = self._devices(sock)
+                links.create_veth(
+                    sock,
+                    endpoint.veth,
+                    bridge.index,
+                    container_fd,
+                    endpoint.mac,
+                    ifname=ifname,
+                    mtu=device.mtu,
+                )
 
-            self._in_sandbox(plug)
+            self._netlink(plug)
             links.configure_container(container_fd, endpoint.address, None, ifname=ifname)
             return endpoint
 
@@ -283,13 +268,8 @@ class OverlayNetwork:
             endpoint = state.endpoints.get(container_id)
             if endpoint is None:
                 return
-            if is_bound(self.sandbox):
-
-                def unplug() -> None:
-                    with RtnlSocket() as sock:
-                        links.delete_link(sock, endpoint.veth)  # its peer goes with it
-
-                self._in_sandbox(unplug)
+            if is_bound(self.sandbox):  # the veth's container end goes with it
+                self._netlink(lambda sock: links.delete_link(sock, endpoint.veth))
             del state.endpoints[container_id]
             if state.endpoints:
                 state.save()
