@@ -36,6 +36,7 @@ from tests.integration.runtime.network.conftest import (
 )
 
 SUBNET = IPv4Network("10.200.0.0/24")
+BLUE_VNI = 4102
 GATEWAY = IPv4Address("10.200.0.1")
 
 
@@ -291,24 +292,26 @@ def test_engine_containers_on_two_machines_talk_over_the_overlay(
 def test_two_networks_are_apart_even_on_one_subnet(
     hosts: list[EngineHost], container_ns: Callable[[str], Path]
 ) -> None:
-    """Different VNIs are different segments: with the same addresses on both, a container
-    of one network reaches its own network's peer and never the other's."""
+    """Different VNIs are different segments: even told (wrongly) that blue's endpoint is
+    one of its peers, a red container cannot reach it, as b has no red device for the frames
+    to arrive on; red's own peer on b it reaches."""
     (a, b) = hosts
     red = [_overlay(h, "red", 4101) for h in hosts]
-    blue = [_overlay(h, "blue", 4102) for h in hosts]
+    blue = [_overlay(h, "blue", BLUE_VNI) for h in hosts]
     try:
         ns = {name: container_ns(name) for name in ("red-a", "red-b", "blue-b")}
         red_a = _attach(a, red[0], "ra", ns["red-a"], "10.200.0.2")
-        red_b = _attach(b, red[1], "rb", ns["red-b"], "10.200.0.3")
         blue_b = _attach(b, blue[1], "bb", ns["blue-b"], "10.200.0.4")
-        a.call(lambda: red[0].set_peers([_peer(b, red_b), _peer(b, blue_b)]))  # a wrong peer
-        b.call(lambda: red[1].set_peers([_peer(a, red_a)]))
+        a.call(lambda: red[0].set_peers([_peer(b, blue_b)]))  # a wrong peer
         b.call(lambda: blue[1].set_peers([_peer(a, red_a)]))
-        with tcp_server(ns["red-b"], 8080) as server:
-            assert tcp_exchange(server, ns["red-a"], "10.200.0.3", 8080) == "10.200.0.2"
-        # Frames for blue's endpoint leave a on red's VNI: blue's device on b drops them.
+        # Frames for blue's endpoint leave a on red's VNI: b delivers them to no one.
         with tcp_server(ns["blue-b"], 8080):
             assert _cannot_connect(ns["red-a"], "10.200.0.4", 8080)
+        red_b = _attach(b, red[1], "rb", ns["red-b"], "10.200.0.3")
+        a.call(lambda: red[0].set_peers([_peer(b, red_b), _peer(b, blue_b)]))
+        b.call(lambda: red[1].set_peers([_peer(a, red_a)]))
+        with tcp_server(ns["red-b"], 8080) as server:
+            assert tcp_exchange(server, ns["red-a"], "10.200.0.3", 8080) == "10.200.0.2"
     finally:
         for host, net in zip([*hosts, *hosts], [*red, *blue], strict=True):
             if host.machine.running:
