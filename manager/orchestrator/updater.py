@@ -73,13 +73,14 @@ class Updater(Reconciler[str]):
         if run is not None and not run.task.done():
             if run.key == wanted:
                 return
-            # Superseded by a newer spec (or by a rollback to the spec the last finished run
-            # ended on: that run's record no longer says where the tasks are).
+            # Superseded by a newer spec, or by a rollback.
             self._cancel(key)
-            self._done.pop(key, None)
         if self._done.get(key) == wanted:
             return
         assert self._group is not None, "the updater starts runs only while it runs"
+        # What the last run completed stops meaning anything once another spec runs: this
+        # one may end on a refused write, and a rollback to that spec must run again.
+        self._done.pop(key, None)
         update = RollingUpdate(self.store, self.clock, self.config, key, wanted)
         task = self._group.create_task(self._drive(update), name=f"update {key}")
         self._runs[key] = Run(wanted, task)

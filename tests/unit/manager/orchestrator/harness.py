@@ -228,6 +228,26 @@ class Sim:
 
         await self.store.update(write)
 
+    async def roll_back(self, service_id: str) -> None:
+        """As the Control API's rollback: spec and previous spec (and versions) swap, and the
+        status says ROLLBACK_STARTED."""
+
+        def write(tx: WriteTx) -> None:
+            service = tx.get(objects_pb2.Service, service_id)
+            assert service is not None and service.HasField("previous_spec")
+            spec, version = service.previous_spec, service.previous_spec_version
+            rolled_back = objects_pb2.Service()
+            rolled_back.CopyFrom(service)
+            rolled_back.spec.CopyFrom(spec)
+            rolled_back.spec_version.CopyFrom(version)
+            rolled_back.previous_spec.CopyFrom(service.spec)
+            rolled_back.previous_spec_version.CopyFrom(service.spec_version)
+            rolled_back.update_status.state = types_pb2.UpdateStatus.ROLLBACK_STARTED
+            rolled_back.update_status.started_at.FromSeconds(int(self.clock.clock.now()))
+            tx.update(rolled_back)
+
+        await self.store.update(write)
+
     async def scale(self, service_id: str, replicas: int) -> None:
         def change(spec: specs_pb2.ServiceSpec) -> None:
             spec.replicated_service.replicas = replicas

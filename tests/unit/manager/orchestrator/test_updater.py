@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from manager.orchestrator import Orchestrators
-from manager.store import WriteTx
+import pytest
+
+from manager.orchestrator import Orchestrators, reconciler, rolling_update
+from manager.orchestrator.reconciler import WriteFn
+from manager.store import Store, VersionConflict, WriteTx
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
 from tests.unit.manager.fake_clock import FakeClock
 from tests.unit.manager.orchestrator.harness import (
@@ -350,3 +353,31 @@ async def test_an_update_follows_a_new_task_whose_node_was_lost(sim: Sim) -> Non
     assert images(sim, service_id) == [V2, V2]
     assert successor.id in {t.id for t in sim.runnable(service_id)}
     assert status(sim, service_id).state == Status.COMPLETED
+
+
+async def test_a_rollback_to_the_last_completed_spec_runs_after_an_interrupted_update(
+    sim: Sim, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The updater remembers the spec its last run completed, so as not to run it again. An
+    update whose run was then cut short by a refused write, followed by a rollback to that
+    very spec, must still roll back (it once stayed ROLLBACK_STARTED forever)."""
+    refused: list[str] = []
+    real_commit = reconciler.commit
+
+    async def refuse_once(store: Store, fn: WriteFn[Any]) -> Any:
+        if not refused:
+            refused.append("refused")
+            raise VersionConflict("task", "t1", stored=2, given=1)
+        return await real_commit(store, fn)
+
+    config = update_config(parallelism=1, monitor=5.0)
+    async with running(orchestrators(sim)):
+        service_id = await start_service(sim, replicas=2, update=config)
+        monkeypatch.setattr(rolling_update, "commit", refuse_once)
+        await sim.set_image(service_id, V2)
+        await settle(sim.store)
+        assert refused  # the update's run ended on a refused write; it retries later
+        await sim.roll_back(service_id)
+        await sim.converge(advance=1)
+    assert status(sim, service_id).state == Status.ROLLBACK_COMPLETED
+    assert images(sim, service_id) == [IMAGE, IMAGE]
