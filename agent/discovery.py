@@ -1,5 +1,7 @@
 """Service discovery inside this node's containers on overlay networks: the embedded DNS
-resolver at 127.0.0.11 and virtual-IP load balancing.
+resolver at 127.0.0.11 and virtual-IP load balancing; and, for tasks on the ingress
+network, the routing mesh's return paths (runtime.network.ingress: answers go back through
+the node the client came in by).
 
 The engine asks for both while a container starts (runtime.engine_factory.Resolver):
 sockets are opened in the container's namespace (runtime.network.dns) and served on the
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from common.namespaces import open_netns
-from runtime.network import dns, service_lb
+from runtime.container.spec import interface_name
+from runtime.network import dns, ingress, service_lb
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,24 @@ class Views(Protocol):
 
     def backends(self, network_ids: Sequence[str]) -> dict[str, list[str]]: ...
 
+    def sandboxes(self, network_id: str) -> list[str]: ...
+
+
+def return_paths(views: Views, network_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Interface -> the nodes' ingress sandboxes, for a container on these networks (only
+    the ingress network has sandboxes)."""
+    found: dict[str, list[str]] = {}
+    for index, network_id in enumerate(network_ids):
+        sandboxes = views.sandboxes(network_id)
+        if sandboxes:
+            found[interface_name(index)] = sorted(sandboxes)
+    return found
+
+
+def program_return_paths(netns_fd: int, paths: dict[str, list[str]]) -> None:
+    for ifname, sandboxes in paths.items():
+        ingress.program_return_paths(netns_fd, ifname, sandboxes)
+
 
 @dataclass
 class _Served:
@@ -47,6 +68,7 @@ class _Served:
     udp: socket.socket
     tcp: socket.socket
     backends: dict[str, list[str]]
+    return_paths: dict[str, list[str]]
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
     server: asyncio.Server | None = None
 
@@ -107,11 +129,14 @@ class Discovery:
         except BaseException:
             os.close(fd)
             raise
-        backends = self._views().backends(network_ids)
-        served = _Served(list(network_ids), fd, udp, tcp, backends)
+        views = self._views()
+        backends = views.backends(network_ids)
+        paths = return_paths(views, network_ids)
+        served = _Served(list(network_ids), fd, udp, tcp, backends, paths)
         try:
             dns.redirect(fd, udp.getsockname()[1])
             service_lb.program(fd, backends)
+            program_return_paths(fd, paths)
             started = asyncio.run_coroutine_threadsafe(
                 self._start(container_id, served), self._running_loop()
             )
@@ -146,20 +171,23 @@ class Discovery:
 
     async def refresh(self, network_ids: Sequence[str]) -> None:
         """The endpoints of these networks changed: every container on one of them gets
-        its virtual-IP rules again, where they differ."""
+        its virtual-IP rules and return paths again, where they differ."""
         changed = set(network_ids)
         for container_id, served in list(self._served.items()):
             if not changed & set(served.network_ids):
                 continue
-            backends = self._views().backends(served.network_ids)
-            if backends == served.backends:
-                continue
+            views = self._views()
+            backends = views.backends(served.network_ids)
+            paths = return_paths(views, served.network_ids)
             try:
-                await asyncio.to_thread(service_lb.program, served.netns_fd, backends)
+                if backends != served.backends:
+                    await asyncio.to_thread(service_lb.program, served.netns_fd, backends)
+                    served.backends = backends
+                if paths != served.return_paths:
+                    await asyncio.to_thread(program_return_paths, served.netns_fd, paths)
+                    served.return_paths = paths
             except Exception as exc:  # the container may have just ended; logged, retried
-                log.warning("container %s: virtual IPs not updated: %s", container_id[:12], exc)
-                continue
-            served.backends = backends
+                log.warning("container %s: networks not updated: %s", container_id[:12], exc)
 
     async def close(self) -> None:
         for container_id in list(self._served):

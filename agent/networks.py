@@ -123,6 +123,12 @@ class OverlayNetworks:
                         addresses.append(endpoint.address)
         return found
 
+    def sandboxes(self, network_id: str) -> list[str]:
+        """The nodes' routing-mesh sandboxes on this network (the ingress network's
+        endpoints that are no task)."""
+        sent = self._endpoints.get(network_id)
+        return [e.address for e in (sent.endpoints if sent is not None else ()) if not e.task_id]
+
 
 def names_on(network: dispatcher_pb2.NetworkEndpoints) -> dict[str, list[str]]:
     """The DNS names of one network's running endpoints."""

@@ -114,6 +114,9 @@ class _Views:
     def backends(self, network_ids: Sequence[str]) -> dict[str, list[str]]:
         return {}
 
+    def sandboxes(self, network_id: str) -> list[str]:
+        return []
+
 
 def dns_ms(container_ns: Path, queries: int) -> float:
     loop = asyncio.new_event_loop()

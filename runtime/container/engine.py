@@ -30,6 +30,7 @@ from runtime.container.spec import (
     ContainerSpec,
     OverlayAttachment,
     ProcessPlan,
+    interface_name,
     resolve_process,
 )
 from runtime.container.store import (
@@ -290,14 +291,14 @@ class Engine:
                 netns = f"/proc/{pid}/ns/net"
                 for index, overlay in enumerate(spec.overlays):
                     state.overlays[overlay.network_id] = self._network.attach_overlay(
-                        d.id, netns, overlay, f"eth{index}"
+                        d.id, netns, overlay, interface_name(index)
                     )
                     d.save_state(state)
                 if spec.overlays:
                     self._network.serve_dns(d.id, netns, spec.overlays)
                 own_ip = spec.overlays[0].address if spec.overlays else ""
                 if spec.network == "bridge":
-                    ifname = f"eth{len(spec.overlays)}"
+                    ifname = interface_name(len(spec.overlays))
                     state.network = self._network.attach(d.id, netns, spec.ports, ifname)
                     d.save_state(state)  # on record before anything else can fail
                     own_ip = own_ip or state.network["ip"]

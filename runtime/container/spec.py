@@ -46,6 +46,11 @@ class Mount:
 MAX_VNI = (1 << 24) - 1
 
 
+def interface_name(index: int) -> str:
+    """A container's interfaces: one per overlay, in the spec's order, then the bridge's."""
+    return f"eth{index}"
+
+
 @dataclass(frozen=True)
 class OverlayAttachment:
     """A container's place on an overlay network, as the cluster allocated it: the

@@ -16,6 +16,9 @@ SADDR: Expr = {"payload": {"protocol": "ip", "field": "saddr"}}
 L4PROTO: Expr = {"meta": {"key": "l4proto"}}
 DPORT: Expr = {"payload": {"protocol": "th", "field": "dport"}}
 OIFNAME: Expr = {"meta": {"key": "oifname"}}
+IIFNAME: Expr = {"meta": {"key": "iifname"}}
+CT_MARK: Expr = {"ct": {"key": "mark"}}
+META_MARK: Expr = {"meta": {"key": "mark"}}
 LOCAL_DADDR: Expr = {
     "match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}
 }
@@ -30,15 +33,20 @@ def dport(protocol: str, port: int) -> Expr:
     return match({"payload": {"protocol": protocol, "field": "dport"}}, port)
 
 
-def nat_table(table: str, chains: Mapping[str, tuple[str, int]]) -> list[Command]:
-    """Table `table` with nat chains name -> (hook, priority), each emptied: the rules added
-    after these commands, in the same transaction, replace whatever the chains held."""
+def table(table: str, chains: Mapping[str, tuple[str, str, int]]) -> list[Command]:
+    """Table `table` with base chains name -> (type, hook, priority), each emptied: the rules
+    added after these commands, in the same transaction, replace whatever the chains held."""
     commands: list[Command] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
-    for name, (hook, prio) in chains.items():
+    for name, (kind, hook, prio) in chains.items():
         chain = {"family": FAMILY, "table": table, "name": name}
-        commands.append({"add": {"chain": {**chain, "type": "nat", "hook": hook, "prio": prio}}})
+        commands.append({"add": {"chain": {**chain, "type": kind, "hook": hook, "prio": prio}}})
         commands.append({"flush": {"chain": chain}})
     return commands
+
+
+def nat_table(table_name: str, chains: Mapping[str, tuple[str, int]]) -> list[Command]:
+    """`table` with nat chains name -> (hook, priority)."""
+    return table(table_name, {name: ("nat", hook, prio) for name, (hook, prio) in chains.items()})
 
 
 def rule(table: str, chain: str, *expr: Expr) -> Command:

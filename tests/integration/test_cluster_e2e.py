@@ -85,7 +85,7 @@ def test_tasks_on_two_machines_reach_each_other_by_address_name_and_virtual_ip(
     """Over an overlay network, from inside a task: another task's address and name,
     `tasks.<service>` and the service's name (its virtual IP, load-balanced over both
     tasks); all of it through a kill -9 of the node's swarmd; names following a scale;
-    another network out of reach."""
+    another network out of reach, its tasks and its virtual IPs."""
     manager = swarm.lab.machines[0]
     by_name = {m.name: m for m in swarm.lab.machines}
     image = f"{swarm.lab.registry}/busybox:latest"
@@ -188,8 +188,11 @@ def test_tasks_on_two_machines_reach_each_other_by_address_name_and_virtual_ip(
     (db,) = until_running(swarm, manager, "db", 1, "the db task")
     elsewhere = overlay_address(db, net2)
     assert lookup("db")[0] != 0  # not a name of net1
-    probe = ("timeout", "3", "wget", "-q", "-O", "-", f"http://{elsewhere}:8080/")
-    assert swarm.shoal(client, "exec", container(one), *probe)[0] != 0
+    (db_service,) = listed(swarm, manager, "service", "inspect", "db")
+    (vip,) = [v["addr"] for v in db_service["endpoint"]["virtual_ips"] if v["network_id"] == net2]
+    for address in (elsewhere, vip.split("/")[0]):  # its task, and its virtual IP
+        probe = ("timeout", "3", "wget", "-q", "-O", "-", f"http://{address}:8080/")
+        assert swarm.shoal(client, "exec", container(one), *probe)[0] != 0, address
 
 
 def http_get(machine: Machine, address: str, port: int, path: str) -> str:
@@ -205,18 +208,28 @@ def http_get(machine: Machine, address: str, port: int, path: str) -> str:
     return b"".join(chunks).decode(errors="replace").split("\r\n\r\n", 1)[-1]
 
 
+# A page of busybox httpd saying who asked: the address the task sees its client at.
+CLIENT_ADDRESS_CGI = (
+    "mkdir -p /www/cgi-bin && cp /etc/hostname /www/hostname"
+    " && echo '#!/bin/sh' > /www/cgi-bin/client"
+    " && echo 'echo Content-Type: text/plain; echo; echo -n $REMOTE_ADDR' >> /www/cgi-bin/client"
+    " && chmod +x /www/cgi-bin/client && exec httpd -f -p 8080 -h /www"
+)
+
+
 def test_a_published_port_answers_on_every_machine_through_the_routing_mesh(
     swarm: SwarmCluster,
 ) -> None:
     """`--publish published=8080,target=8080` in ingress mode (the default), one task on
     one worker: the port answers on all three machines, those without the task included,
-    to a client on any of them."""
+    to a client on any of them; and the task sees the client's own address (beyond Docker,
+    whose mesh shows it the ingress node's)."""
     manager = swarm.lab.machines[0]
     image = f"{swarm.lab.registry}/busybox:latest"
     ok(
         swarm, manager, "service", "create", "--detach", "--name", "front", "--replicas", "1",
         "--publish", "published=8080,target=8080", "--constraint", "node.role==worker",
-        "--restart-delay", "0s", image, "httpd", "-f", "-p", "8080", "-h", "/etc",
+        "--restart-delay", "0s", image, "sh", "-c", CLIENT_ADDRESS_CGI,
     )  # fmt: skip
     (task,) = until_running(swarm, manager, "front", 1, "the front task")
     by_id = {
@@ -239,3 +252,6 @@ def test_a_published_port_answers_on_every_machine_through_the_routing_mesh(
             retry_on=(OSError,),
             timeout_s=30,
         )
+        page_text = http_get(client, target.record.ip, 8080, "/cgi-bin/client")
+        seen_as = page_text.split()[-1].strip("[]").removeprefix("::ffff:")  # httpd's v6 form
+        assert seen_as == client.record.ip, (target.name, client.name, page_text)

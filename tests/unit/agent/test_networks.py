@@ -3,6 +3,7 @@ allocation (from a task) are known, and forgotten with the network."""
 
 from __future__ import annotations
 
+from agent.discovery import return_paths
 from agent.executor import Executor
 from agent.networks import OverlayNetworks
 from shoal.v1 import dispatcher_pb2, objects_pb2
@@ -90,3 +91,17 @@ def test_names_and_virtual_ips_of_the_running_tasks(executor: Executor) -> None:
         "10.0.1.100": ["10.0.1.3", "10.0.1.4"],
         "10.0.2.100": ["10.0.2.3"],
     }
+
+
+async def test_the_sandboxes_are_the_endpoints_that_are_no_task(executor: Executor) -> None:
+    overlays = OverlayNetworks(executor, "node-1", "192.0.2.10")
+    ingress = peers("ingress", ("10.255.0.9", "192.0.2.11"))
+    ingress.endpoints.add(address="10.255.0.2", node_address="192.0.2.10", node_id="node-1")
+    ingress.endpoints.add(address="10.255.0.3", node_address="192.0.2.11", node_id="n0")
+    await overlays.apply([ingress, peers("n1", ("10.0.1.3", "192.0.2.11"))], [], complete=True)
+    assert overlays.sandboxes("ingress") == ["10.255.0.2", "10.255.0.3"]
+    assert overlays.sandboxes("n1") == []
+    assert overlays.sandboxes("unknown") == []
+    # A task on n1 then the ingress network: its second interface leads back to them.
+    assert return_paths(overlays, ["n1", "ingress"]) == {"eth1": ["10.255.0.2", "10.255.0.3"]}
+    assert return_paths(overlays, ["n1"]) == {}

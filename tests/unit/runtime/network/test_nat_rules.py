@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from runtime.network import nat_rules, parse_port
+from runtime.network import ingress, ipam, nat_rules, parse_port
 
 SUBNET = IPv4Network("172.18.0.0/16")
 
@@ -140,3 +141,21 @@ def test_document_is_the_json_nft_reads() -> None:
     assert json.loads(nat_rules.document(commands)) == {
         "nftables": [{"delete": {"table": {"family": "ip", "name": "shoal"}}}]
     }
+
+
+def test_the_routing_mesh_keeps_the_client_address_and_marks_its_connections() -> None:
+    published = ingress.Published("tcp", 8080, 80)
+    sandbox = json.dumps(ingress.sandbox_rules({published: ["10.255.0.7", "10.255.0.5"]}))
+    assert "masquerade" not in sandbox and "snat" not in sandbox  # the task sees the client
+    task = ingress.return_path_rules("eth1")
+    marking = [c["add"]["rule"] for c in task if "rule" in c.get("add", {})]
+    assert [r["chain"] for r in marking] == ["prerouting", "output"]
+    assert {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth1"}} in (
+        marking[0]["expr"]
+    )
+    # The sender's address sits in the last four bytes of its MAC (02:42 + address).
+    assert ingress.SENDER_ADDRESS["payload"] == {"base": "ll", "offset": 64, "len": 32}
+    mac = ipam.mac_for(IPv4Address("10.255.0.3"))
+    assert bytes.fromhex(mac.replace(":", ""))[2:] == IPv4Address("10.255.0.3").packed
+    # The mark statement copies those bytes into a number of the host's byte order.
+    assert ingress.mark_of("10.255.0.3").to_bytes(4, sys.byteorder) == bytes([10, 255, 0, 3])
