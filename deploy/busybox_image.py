@@ -43,7 +43,7 @@ def applets() -> list[str]:
     return sorted(set(out.stdout.split()) - {"busybox"})
 
 
-def _entry(name: str, kind: bytes, mode: int, **extra: object) -> tarfile.TarInfo:
+def tar_entry(name: str, kind: bytes, mode: int, **extra: object) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.mtime = kind, mode, EPOCH
     info.uid = info.gid = 0
@@ -69,24 +69,24 @@ def layer_tar() -> bytes:
             ("var", 0o755),
             ("var/www", 0o755),
         ):
-            tar.addfile(_entry(d, tarfile.DIRTYPE, mode))
+            tar.addfile(tar_entry(d, tarfile.DIRTYPE, mode))
         binary = BUSYBOX.read_bytes()
         tar.addfile(
-            _entry("bin/busybox", tarfile.REGTYPE, 0o755, size=len(binary)), io.BytesIO(binary)
+            tar_entry("bin/busybox", tarfile.REGTYPE, 0o755, size=len(binary)), io.BytesIO(binary)
         )
         for applet in applets():
-            tar.addfile(_entry(f"bin/{applet}", tarfile.SYMTYPE, 0o777, linkname="busybox"))
+            tar.addfile(tar_entry(f"bin/{applet}", tarfile.SYMTYPE, 0o777, linkname="busybox"))
         for name, text in (
             ("etc/passwd", PASSWD),
             ("etc/group", GROUP),
             ("var/www/index.html", INDEX_HTML),
         ):
             data = text.encode()
-            tar.addfile(_entry(name, tarfile.REGTYPE, 0o644, size=len(data)), io.BytesIO(data))
+            tar.addfile(tar_entry(name, tarfile.REGTYPE, 0o644, size=len(data)), io.BytesIO(data))
     return buf.getvalue()
 
 
-def _put_blob(layout: Path, data: bytes) -> dict[str, object]:
+def put_blob(layout: Path, data: bytes) -> dict[str, object]:
     digest = hashlib.sha256(data).hexdigest()
     path = layout / "blobs" / "sha256" / digest
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def _put_blob(layout: Path, data: bytes) -> dict[str, object]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def _json(obj: object) -> bytes:
+def canonical_json(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -103,7 +103,7 @@ def build_layout(layout: Path) -> None:
     index naming the host platform), both for the same busybox image."""
     raw = layer_tar()
     diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
-    layer = {"mediaType": OCI_LAYER_GZIP, **_put_blob(layout, gzip.compress(raw, mtime=0))}
+    layer = {"mediaType": OCI_LAYER_GZIP, **put_blob(layout, gzip.compress(raw, mtime=0))}
     arch = host_arch()
     config = {
         "architecture": arch,
@@ -116,16 +116,16 @@ def build_layout(layout: Path) -> None:
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, **_put_blob(layout, _json(config))},
+        "config": {"mediaType": OCI_CONFIG, **put_blob(layout, canonical_json(config))},
         "layers": [layer],
     }
-    manifest_desc = {"mediaType": OCI_MANIFEST, **_put_blob(layout, _json(manifest))}
+    manifest_desc = {"mediaType": OCI_MANIFEST, **put_blob(layout, canonical_json(manifest))}
     image_index = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": [{**manifest_desc, "platform": {"architecture": arch, "os": "linux"}}],
     }
-    index_desc = {"mediaType": OCI_INDEX, **_put_blob(layout, _json(image_index))}
+    index_desc = {"mediaType": OCI_INDEX, **put_blob(layout, canonical_json(image_index))}
     top = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -134,5 +134,5 @@ def build_layout(layout: Path) -> None:
             {**index_desc, "annotations": {REF_ANNOTATION: "index"}},
         ],
     }
-    (layout / "index.json").write_bytes(_json(top))
-    (layout / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
+    (layout / "index.json").write_bytes(canonical_json(top))
+    (layout / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))

@@ -1,4 +1,9 @@
-"""`make demo`: a lab of 3 managers and 2 workers running a busybox web service.
+"""`make demo`: a lab of 3 managers and 2 workers running the classic Docker tutorial app.
+
+The app (deploy/demo_app: Flask, with a visit counter in Redis) runs as service `web`, 5
+replicas publishing port 4000 through the routing mesh, beside service `redis`, both on an
+overlay network; their images are built from Debian packages into the lab's registry
+(deploy.demo_images). A busybox service publishes port 8080 in host mode beside them.
 
 Drives Shoal's programs as a user would: swarm-machine for the machines, swarmd on each
 (started in the background inside its machine, logging to its state dir), swarmctl for the
@@ -14,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from deploy.demo_images import seed_demo_images
 from deploy.lab import Lab
 from deploy.prometheus.server import LabPrometheus
 from deploy.prometheus.targets import targets_for
@@ -91,44 +97,22 @@ def main() -> None:
         joined = start_swarmd(machine, registry, "join", "--token", token, address)
         wait_for(joined, r"session \S+ open")
     print(swarmctl("node", "ls"))
+    print("building the app's images from Debian packages (cached after the first time)...")
+    seed_demo_images(LAB, registry.rsplit(":", 1)[0])
+    print(swarmctl("network", "create", "--driver", "overlay", "demo-net"))
+    print(swarmctl("service", "create", "--name", "redis", "--network", "demo-net",
+                   f"{registry}/demo/redis:latest"))  # fmt: skip
+    print(swarmctl("service", "create", "--name", "web", "--replicas", "5", "--network",
+                   "demo-net", "--publish", "4000:80", f"{registry}/demo/web:latest"))  # fmt: skip
     image = f"{registry}/busybox:latest"
-    print(
-        swarmctl(
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--replicas",
-            "6",
-            image,
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/var/www",
-        )
-    )
-    print(
-        swarmctl(
-            "service",
-            "create",
-            "--name",
-            "hello",
-            "--replicas",
-            "1",
-            "--publish",
-            "mode=host,published=8080,target=80",
-            image,
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/var/www",
-        )
-    )
+    hello = swarmctl(
+        "service", "create", "--name", "hello", "--replicas", "1",
+        "--publish", "mode=host,published=8080,target=80",
+        image, "httpd", "-f", "-p", "80", "-h", "/var/www",
+    )  # fmt: skip
+    print(hello)
     print(swarmctl("service", "ps", "web"))
+    show_app(machines)
     tasks = json.loads(swarmctl("service", "ps", "hello", "--format", "json"))
     task = next(t for t in tasks if t.get("status", {}).get("state") == "RUNNING")
     nodes = json.loads(swarmctl("node", "ls", "--format", "json"))
@@ -139,6 +123,24 @@ def main() -> None:
     print(f"from {other}: GET http://{address}:8080/ (service hello on {host}) ->\n{page}")
     show_prometheus(machines, expected_running=7)
     print("Remove it all with: make demo-down")
+
+
+def show_app(machines: list[str], seconds: float = 120) -> None:
+    """GET port 4000 of every machine (from the next one) until each answers: the page of
+    whichever web task the routing mesh picked, its counter rising."""
+    addresses = {m: json.loads(sm("inspect", m))["address"] for m in machines}
+    for index, machine in enumerate(machines):
+        client = machines[(index + 1) % len(machines)]
+        url = f"http://{addresses[machine]}:4000/"
+        deadline = time.monotonic() + seconds
+        while True:
+            page = on(client, "timeout", "5", "busybox", "wget", "-qO-", url, check=False)
+            if "Visits:" in page:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not answer {client} within {seconds:.0f} s")
+            time.sleep(0.5)
+        print(f"from {client}: GET {url} -> {' '.join(re.sub(r'<[^>]+>', ' ', page).split())}")
 
 
 def show_prometheus(machines: list[str], expected_running: int) -> None:

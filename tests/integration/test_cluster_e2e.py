@@ -4,6 +4,7 @@ overlay networks between them."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from common import namespaces
+from deploy.demo_images import seed_demo_images
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
 from tests.integration.manager.swarm_cluster import (
@@ -255,3 +257,44 @@ def test_a_published_port_answers_on_every_machine_through_the_routing_mesh(
         page_text = http_get(client, target.record.ip, 8080, "/cgi-bin/client")
         seen_as = page_text.split()[-1].strip("[]").removeprefix("::ffff:")  # httpd's v6 form
         assert seen_as == client.record.ip, (target.name, client.name, page_text)
+
+
+def test_the_flask_and_redis_app_answers_on_every_machine_with_a_rising_counter(
+    swarm: SwarmCluster,
+) -> None:
+    """The classic Docker tutorial app as `make demo` deploys it: `web` (Flask) publishing
+    port 4000 through the routing mesh, `redis` beside it on an overlay; every machine
+    answers, the counter rises from page to page, and the pages come from several tasks."""
+    manager, lab = swarm.lab.machines[0], swarm.lab
+    seed_demo_images(lab.name, lab.registry.rsplit(":", 1)[0])
+    ok(swarm, manager, "network", "create", "--driver", "overlay", "app")
+    ok(
+        swarm, manager, "service", "create", "--detach", "--name", "redis", "--network", "app",
+        f"{lab.registry}/demo/redis:latest",
+    )  # fmt: skip
+    ok(
+        swarm, manager, "service", "create", "--detach", "--name", "web", "--replicas", "3",
+        "--network", "app", "--publish", "4000:80", "--replicas-max-per-node", "1",
+        f"{lab.registry}/demo/web:latest",
+    )  # fmt: skip
+    until_running(swarm, manager, "redis", 1, "the redis task")
+    until_running(swarm, manager, "web", 3, "3 web tasks")
+    page = re.compile(r"<h3>Hello World!</h3><b>Hostname:</b> (\w+)<br/><b>Visits:</b> (\d+)")
+    seen: list[tuple[str, int]] = []
+    for _ in range(3):  # rounds
+        for index, target in enumerate(swarm.lab.machines):
+            client = swarm.lab.machines[(index + 1) % len(swarm.lab.machines)]
+            got = until(
+                lambda client=client, target=target: page.fullmatch(
+                    http_get(client, target.record.ip, 4000, "/")
+                ),
+                f"port 4000 of {target.name} answering {client.name} with a count",
+                holds=lambda found: found is not None,
+                retry_on=(OSError,),
+                timeout_s=60,
+            )
+            assert got is not None
+            seen.append((got.group(1), int(got.group(2))))
+    counts = [count for _, count in seen]
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), seen  # rising
+    assert len({hostname for hostname, _ in seen}) >= 2, seen  # spread over the tasks
