@@ -284,10 +284,12 @@ def test_the_flask_and_redis_app_answers_on_every_machine_with_a_rising_counter(
     for _ in range(3):  # rounds
         for index, target in enumerate(swarm.lab.machines):
             client = swarm.lab.machines[(index + 1) % len(swarm.lab.machines)]
+
+            def visit(client: Machine = client, target: Machine = target) -> re.Match[str] | None:
+                return page.fullmatch(http_get(client, target.record.ip, 4000, "/"))
+
             got = until(
-                lambda client=client, target=target: page.fullmatch(
-                    http_get(client, target.record.ip, 4000, "/")
-                ),
+                visit,
                 f"port 4000 of {target.name} answering {client.name} with a count",
                 holds=lambda found: found is not None,
                 retry_on=(OSError,),
