@@ -98,7 +98,8 @@ class SchedulerService:
                 current = tx.get(objects_pb2.Task, decision.task_id)
                 if current is None:
                     continue
-                if current.status.state != types_pb2.PENDING or current.node_id:
+                taken = current.node_id and current.node_id != decision.node_id
+                if current.status.state != types_pb2.PENDING or taken:
                     lost.append(current)
                     continue
                 if current.desired_state > types_pb2.RUNNING:

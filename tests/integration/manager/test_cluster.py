@@ -130,6 +130,22 @@ def test_services_converge_scale_update_roll_back_and_leave_drained_nodes(
     )
 
 
+def test_a_global_service_runs_one_task_on_every_node(swarm: SwarmCluster) -> None:
+    """One task per ready node, each preassigned to its node (the managers here run no
+    agent, so they are not ready)."""
+    leader = swarm.lab.machines[0]
+    ok(
+        swarm, leader, "service", "create", "--detach", "--name", "everywhere", "--mode",
+        "global", "busybox:1",
+    )  # fmt: skip
+    agents = {_agent_node(swarm, 3), _agent_node(swarm, 4)}
+    until(
+        lambda: running_of(tasks(swarm, leader, "everywhere")),
+        "a running task on each agent's node",
+        holds=lambda found: sorted(t["node_id"] for t in found) == sorted(agents),
+    )
+
+
 def _agent_node(swarm: SwarmCluster, index: int) -> str:
     """The node id of the fake agent on lab machine `index`, from its identity file."""
     state = swarm.lab.machines[index].state_dir / "fake-agent" / "node.json"

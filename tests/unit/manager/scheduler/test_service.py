@@ -126,3 +126,25 @@ async def test_a_lone_task_is_assigned_without_waiting_for_the_debounce() -> Non
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
+
+
+async def test_a_task_preassigned_to_a_node_is_assigned_there(
+    running: tuple[Store, SchedulerService],
+) -> None:
+    """A global service's task (or a network attachment) names its node already: the
+    scheduler checks the node can take it and marks it ASSIGNED there."""
+    store, _ = running
+
+    def seed(tx: WriteTx) -> None:
+        for n in ("n1", "n2"):
+            tx.create(node(n))
+        task = _pending("g1")
+        task.slot = 0
+        task.node_id = "n2"
+        tx.create(task)
+
+    await store.update(seed)
+    await until_async(
+        lambda: _tasks(store)["g1"].status.state == types_pb2.ASSIGNED, "the task assigned"
+    )
+    assert _tasks(store)["g1"].node_id == "n2"
