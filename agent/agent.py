@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent import GRPC_FORK_SUPPORT
+from agent.attachments import Attachments
 from agent.discovery import Discovery
 from agent.errors import ConfigError
-from agent.executor import Executor
+from agent.executor import Executor, task_id_of
 from agent.ingress import IngressMesh
 from agent.log_subscriptions import LogSubscriptions
 from agent.managers import Managers
@@ -28,8 +32,12 @@ from agent.worker import Worker
 from runtime import metrics as runtime_metrics
 from runtime.config import DEFAULT_ROOT, EngineConfig
 from runtime.engine_factory import make_engine
+from runtime.errors import RuntimeEngineError
 from runtime.image.store import ImageStore
+from runtime.network import cluster_socket
 from shoal.v1 import objects_pb2, types_pb2
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,12 +87,23 @@ class Agent:
         self.executor = Executor(engine, ImageStore(engine_config))
         self.logs = LogSubscriptions(config.node_id, engine)
         self.reporter = StatusReporter()
+        self._engine_config = engine_config
+        self.attachments = Attachments(
+            lambda: self.session.channel,
+            self.discovery,
+            self.reporter.report,
+            config.data_address,
+            self._container_exists,
+            time.time,
+            lambda network_id: self.worker.overlays.endpoints(network_id) is not None,
+        )
         self.worker = Worker(
             self.executor,
             config.node_id,
             self.reporter.report,
             config.data_address,
             self._endpoints_changed,
+            self.attachments,
         )
         self.mesh = IngressMesh(
             self.executor, engine_config, self.worker.overlays, config.data_address
@@ -102,14 +121,35 @@ class Agent:
         )
         self._running: asyncio.Task[None] | None = None
 
+    async def _container_exists(self, container_id: str) -> bool:
+        try:
+            await self.executor.inspect(container_id)
+        except RuntimeEngineError:
+            return False
+        return True
+
+    async def _serve_standalone(self) -> None:
+        """The `shoal` commands' containers on cluster networks, served again (their
+        resolver's sockets went with the swarmd that had them)."""
+        for info in await self.executor.run(self.executor.engine.list):
+            if not task_id_of(info):
+                try:
+                    await self.executor.serve_dns(info["Id"])
+                except Exception as exc:  # it may have just ended
+                    log.warning("container %s not served: %s", info["Id"][:12], exc)
+
     async def _endpoints_changed(self, network_ids: Sequence[str]) -> None:
+        self.attachments.endpoints_changed(network_ids)
         await self.discovery.refresh(network_ids)
         await self.mesh.refresh(network_ids)
 
     def _on_node(self, node: objects_pb2.Node) -> None:
         if self.config.on_node is not None:
             self.config.on_node(node)
-        chore = asyncio.ensure_future(self.mesh.node(node))
+        self._chore(self.mesh.node(node))
+
+    def _chore(self, work: Coroutine[Any, Any, None]) -> None:
+        chore = asyncio.ensure_future(work)
         self._chores.add(chore)
         chore.add_done_callback(self._chores.discard)
 
@@ -120,11 +160,18 @@ class Agent:
         """Serve the node until cancelled (or `stop()`); containers outlive the agent."""
         self._running = asyncio.current_task()
         self.discovery.bind(asyncio.get_running_loop())
+        socket_path = cluster_socket.socket_path(self._engine_config)
+        local = await cluster_socket.serve(socket_path, self.attachments.handle)
+        self._chore(self._serve_standalone())
         try:
             await self.session.run()
         finally:
+            local.close()
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
             for chore in list(self._chores):
                 chore.cancel()
+            await self.attachments.close()
             await self.discovery.close()
             await self.worker.close()
             self.executor.close()

@@ -75,6 +75,8 @@ class Session:
     ) -> None:
         self.managers = managers
         self.session_id = ""
+        # The open session's channel to its manager, for other calls the agent makes.
+        self.channel: grpc.aio.Channel | None = None
         self.heartbeat_period = DEFAULT_HEARTBEAT_PERIOD
         self._channel_factory = channel_factory
         self._describe = describe
@@ -113,6 +115,7 @@ class Session:
             if first is grpc.aio.EOF:
                 raise SessionEnded("the dispatcher closed the session before confirming it")
             self._confirmed(address, first)
+            self.channel = channel
             loops = [
                 self._follow(call),
                 self._heartbeat(stub),
@@ -123,6 +126,7 @@ class Session:
                 loops.append(self._logs.serve(channel))
             await _until_one_fails(*loops)
         finally:
+            self.channel = None
             if call is not None:
                 call.cancel()
             await channel.close()

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from agent import metrics
+from agent.attachments import Attachments
 from agent.controller import TaskController
 from agent.executor import Executor, task_id_of
 from agent.networks import OverlayNetworks
@@ -34,13 +35,17 @@ class Worker:
         report: Report,
         data_address: str = "",
         endpoints_changed: Callable[[Sequence[str]], Awaitable[None]] | None = None,
+        attachments: Attachments | None = None,
     ) -> None:
         """`data_address`: this node's address for overlay traffic (its VXLAN endpoint);
-        `endpoints_changed(network_ids)`: called when those networks' endpoints changed."""
+        `endpoints_changed(network_ids)`: called when those networks' endpoints changed;
+        `attachments`: where network attachments of standalone containers go (they run no
+        container of their own)."""
         self._executor = executor
         self._node_id = node_id
         self._data_address = data_address
         self.overlays = OverlayNetworks(executor, node_id, data_address, endpoints_changed)
+        self.attachments = attachments
         self._report_status = report
         self._controllers: dict[str, TaskController] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}  # also of controllers being retired
@@ -49,6 +54,8 @@ class Worker:
     async def assign(self, tasks: Sequence[objects_pb2.Task]) -> None:
         """The complete set: reconcile the node with it."""
         await self.overlays.learn(tasks)
+        if self.attachments is not None:
+            tasks = self.attachments.take(tasks, complete=True)
         wanted = {task.id: task for task in tasks}
         for task_id in [t for t in self._controllers if t not in wanted]:
             self._retire(task_id)
@@ -73,6 +80,9 @@ class Worker:
     async def update(self, updated: Sequence[objects_pb2.Task], removed: Sequence[str]) -> None:
         """Changes to the set: new tasks start, known ones hear their new desired state."""
         await self.overlays.learn(updated)
+        if self.attachments is not None:
+            updated = self.attachments.take(updated)
+            self.attachments.removed(removed)
         for task_id in removed:
             self._retire(task_id)
         for task in updated:

@@ -51,6 +51,7 @@ from manager.raft import Raft, RaftConfig
 from manager.raft_membership import POLICIES as RAFT_POLICIES
 from manager.raft_membership import RaftMembershipServicer
 from manager.reloadable_tls import ReloadableServerCredentials
+from manager.resource_allocator import RESOURCE_POLICIES, add_resource_allocator_service
 from manager.role_manager import RaftRemovalCheck, RoleManager
 from manager.scheduler.service import SchedulerService
 from manager.store import NotLeader, Store
@@ -201,6 +202,7 @@ class Manager:
             **DISPATCHER_POLICIES,
             **CONTROL_POLICIES,
             **LOGS_POLICIES,
+            **RESOURCE_POLICIES,
         }
 
         def connect(address: str) -> grpc.aio.Channel:
@@ -228,6 +230,9 @@ class Manager:
                 RaftMembershipServicer(self.store, self.raft, self.authorizer, key), server
             )
             add_dispatcher_service(server, self.dispatcher, certificate_identity(self.authorizer))
+            add_resource_allocator_service(
+                server, self.store, certificate_identity(self.authorizer)
+            )
             add_log_broker_service(server, self.log_broker, certificate_identity(self.authorizer))
             add_logs_service(server, self.log_broker, self._leader_channel)
             add_control_service(server, self.control)

@@ -99,12 +99,57 @@ class LazyNetworks:
     def serve_dns(
         self, container_id: str, netns_path: str, overlays: Sequence[OverlayAttachment]
     ) -> None:
+        network_ids = [o.network_id for o in overlays]
         if self.resolver is not None:
-            self.resolver.serve(container_id, netns_path, [o.network_id for o in overlays])
+            self.resolver.serve(container_id, netns_path, network_ids)
+            return
+        from runtime.network import cluster_socket
+
+        path = cluster_socket.socket_path(self.config)
+        if path.exists():  # the node's swarmd serves what the `shoal` commands start
+            cluster_socket.call(
+                path,
+                "serve",
+                container_id=container_id,
+                netns_path=netns_path,
+                network_ids=network_ids,
+            )
 
     def stop_dns(self, container_id: str) -> None:
         if self.resolver is not None:
             self.resolver.stop(container_id)
+
+    def join_cluster(
+        self, container_id: str, container_name: str, networks: Sequence[str]
+    ) -> list[OverlayAttachment]:
+        """Addresses on the cluster's attachable overlay networks, from the node's swarmd."""
+        from runtime.network import cluster_socket
+
+        path = cluster_socket.socket_path(self.config)
+        joined = []
+        try:
+            for network in networks:
+                answer = cluster_socket.call(
+                    path,
+                    "attach",
+                    container_id=container_id,
+                    container_name=container_name,
+                    network=network,
+                )
+                joined.append(OverlayAttachment(**answer["overlay"]))
+        except BaseException:
+            if joined:
+                self.leave_cluster(container_id)
+            raise
+        return joined
+
+    def leave_cluster(self, container_id: str) -> None:
+        """The container ended: the node's swarmd stops serving it and frees its addresses."""
+        from runtime.network import cluster_socket
+
+        cluster_socket.call(
+            cluster_socket.socket_path(self.config), "release", container_id=container_id
+        )
 
 
 def make_engine(

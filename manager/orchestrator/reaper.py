@@ -26,7 +26,7 @@ from manager.orchestrator.slots import (
     slot_key,
     slot_tasks,
 )
-from manager.orchestrator.tasks import has_ended, is_runnable, newest_first
+from manager.orchestrator.tasks import has_ended, is_attachment, is_runnable, newest_first
 from manager.orchestrator.work import NodeWork, ServiceWork, SlotWork
 from manager.store import Event, EventAction, Kind, ReadTx, WriteTx
 from shoal.v1 import objects_pb2, types_pb2
@@ -133,6 +133,11 @@ class TaskReaper(Reconciler[Work]):
     ) -> None:
         doomed: dict[str, str] = {}
         for task in tasks:
+            if is_attachment(task):
+                # Its node detaches it; only a node gone from the cluster leaves it behind.
+                if tx.get(objects_pb2.Node, task.node_id) is None:
+                    doomed[task.id] = "removed"
+                continue
             if (not service_live or task.desired_state == types_pb2.REMOVE) and finished(tx, task):
                 doomed[task.id] = "removed"
         if service_live:
@@ -140,6 +145,7 @@ class TaskReaper(Reconciler[Work]):
                 t
                 for t in tasks
                 if t.id not in doomed
+                and not is_attachment(t)
                 and not is_runnable(t)
                 and t.desired_state != types_pb2.REMOVE
                 and finished(tx, t)

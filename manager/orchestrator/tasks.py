@@ -80,3 +80,9 @@ def new_task(
     elif cluster is not None and cluster.spec.task_defaults.HasField("log_driver"):
         task.log_driver.CopyFrom(cluster.spec.task_defaults.log_driver)
     return task
+
+
+def is_attachment(task: objects_pb2.Task) -> bool:
+    """A standalone container's network attachment (manager.resource_allocator), not a
+    service's task: its node detaches it."""
+    return task.spec.WhichOneof("runtime") == "attachment"

@@ -20,7 +20,7 @@ from runtime.config import EngineConfig
 from runtime.container import logs as container_logs
 from runtime.container.cgroups import Limits
 from runtime.container.engine import Engine
-from runtime.container.spec import ContainerSpec, Mount
+from runtime.container.spec import NETWORK_MODES, ContainerSpec, Mount
 from runtime.engine_factory import make_engine
 from runtime.errors import RuntimeEngineError
 
@@ -91,7 +91,11 @@ def _print_logs(records: Iterable[container_logs.LogRecord], timestamps: bool) -
 @click.option("-m", "--memory", default=None, help="Memory limit, e.g. 64m.")
 @click.option("--cpus", default=None, help="CPU limit, e.g. 0.5.")
 @click.option("--pids-limit", type=int, default=0, help="Maximum number of processes.")
-@click.option("--network", default="bridge", type=click.Choice(["bridge", "host", "none"]))
+@click.option(
+    "--network",
+    default="bridge",
+    help="bridge, host, none, or an attachable overlay network of the node's swarm.",
+)
 @click.option("-w", "--workdir", default="")
 @click.option("-u", "--user", default="")
 @click.option("-h", "--hostname", default="")
@@ -152,7 +156,10 @@ def run(
             nano_cpus=parse_cpus(cpus) if cpus else 0,
             pids=pids_limit,
         ),
-        network=network,
+        # An overlay network of the swarm, with the bridge as the way out (as Docker's
+        # docker_gwbridge).
+        network=network if network in NETWORK_MODES else "bridge",
+        cluster_networks=() if network in NETWORK_MODES else (network,),
         ports=publish,
         tty=tty,
         stdin_open=interactive,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import select
 import shutil
@@ -17,6 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,6 +44,8 @@ from runtime.container.store import (
     write_json,
 )
 from runtime.errors import ContainerError, RuntimeEngineError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import socket
@@ -91,6 +95,14 @@ class Network(Protocol):
         """Answer the container's DNS queries at 127.0.0.11 (names of its overlays)."""
 
     def stop_dns(self, container_id: str) -> None: ...
+
+    def join_cluster(
+        self, container_id: str, container_name: str, networks: Sequence[str]
+    ) -> list[OverlayAttachment]:
+        """Addresses on the cluster's attachable overlay networks, for one run."""
+
+    def leave_cluster(self, container_id: str) -> None:
+        """Give the run's cluster addresses back."""
 
     def prepare(self) -> None:
         """Get ready to attach (load code, ...): called while the container's processes
@@ -170,7 +182,9 @@ class Engine:
             (d.path / "hostname").write_text(hostname + "\n")
             (d.path / "hosts").write_text(self._hosts(hostname, ""))
             (d.path / "resolv.conf").write_text(
-                EMBEDDED_RESOLV_CONF if spec.overlays else _host_resolv_conf()
+                EMBEDDED_RESOLV_CONF
+                if spec.overlays or spec.cluster_networks
+                else _host_resolv_conf()
             )
             cgroup = ContainerCgroup.plan(container_id, self.config.cgroup_parent)
             write_json(
@@ -279,26 +293,34 @@ class Engine:
 
             if attach and not spec.tty:
                 raise ContainerError("only a container with a terminal (-t) can be attached")
+            overlays = list(spec.overlays)
+            if spec.cluster_networks:
+                if self._network is None:
+                    raise ContainerError("networks are not available in this engine")
+                joined = self._network.join_cluster(d.id, conf["name"], spec.cluster_networks)
+                state.cluster_overlays = [asdict(o) for o in joined]
+                d.save_state(state)  # on record first: the clean-up gives them back
+                overlays = [*joined, *overlays]
 
             def before_exec(pid: int) -> None:
                 nonlocal attached
                 if attach:
                     attached = shim.attach_connect(str(d.path))
-                if spec.network != "bridge" and not spec.overlays:
+                if spec.network != "bridge" and not overlays:
                     return
                 if self._network is None:
                     raise ContainerError("networks are not available in this engine")
                 netns = f"/proc/{pid}/ns/net"
-                for index, overlay in enumerate(spec.overlays):
+                for index, overlay in enumerate(overlays):
                     state.overlays[overlay.network_id] = self._network.attach_overlay(
                         d.id, netns, overlay, interface_name(index)
                     )
                     d.save_state(state)
-                if spec.overlays:
-                    self._network.serve_dns(d.id, netns, spec.overlays)
-                own_ip = spec.overlays[0].address if spec.overlays else ""
+                if overlays:
+                    self._network.serve_dns(d.id, netns, overlays)
+                own_ip = overlays[0].address if overlays else ""
                 if spec.network == "bridge":
-                    ifname = interface_name(len(spec.overlays))
+                    ifname = interface_name(len(overlays))
                     state.network = self._network.attach(d.id, netns, spec.ports, ifname)
                     d.save_state(state)  # on record before anything else can fail
                     own_ip = own_ip or state.network["ip"]
@@ -314,7 +336,7 @@ class Engine:
                 attach_dir=str(d.path) if spec.tty else "",
                 attended_path=str(attended_file),
             )
-            wired = spec.network == "bridge" or spec.overlays
+            wired = spec.network == "bridge" or overlays
             network = self._network if wired else None
             try:
                 launched = shim.launch(
@@ -539,15 +561,22 @@ class Engine:
                 self._network.detach(d.id)
                 state.network = {}
                 d.save_state(state)
-            # Every overlay of the spec, recorded or not: a start may have failed while
-            # attaching one (detaching what is not attached does nothing).
-            overlays = ContainerSpec.from_json(conf["spec"]).overlays
+            # Every overlay of the spec and of the run, recorded or not: a start may have
+            # failed while attaching one (detaching what is not attached does nothing).
+            cluster = [OverlayAttachment(**o) for o in state.cluster_overlays]
+            overlays = [*cluster, *ContainerSpec.from_json(conf["spec"]).overlays]
             if overlays:
                 self._network.stop_dns(d.id)
             for overlay in overlays:
                 self._network.detach_overlay(d.id, overlay)
-            if state.overlays:
+            if cluster:
+                try:
+                    self._network.leave_cluster(d.id)
+                except RuntimeEngineError as exc:  # swarmd frees them when it finds out
+                    log.warning("container %s: cluster addresses not given back: %s", d.id, exc)
+            if state.overlays or state.cluster_overlays:
                 state.overlays = {}
+                state.cluster_overlays = []
                 d.save_state(state)
         ContainerCgroup.from_json(conf["cgroup"]).remove()
 
@@ -629,9 +658,12 @@ class Engine:
         the resolver's sockets went with the agent that had them)."""
         d = self.store.find(name_or_id)
         spec = ContainerSpec.from_json(d.config()["spec"])
-        if self._network is None or not spec.overlays or self._status(d) != "running":
+        state = d.state()
+        cluster = [OverlayAttachment(**o) for o in state.cluster_overlays]
+        overlays = [*cluster, *spec.overlays]
+        if self._network is None or not overlays or self._status(d) != "running":
             return
-        self._network.serve_dns(d.id, f"/proc/{d.state().pid}/ns/net", spec.overlays)
+        self._network.serve_dns(d.id, f"/proc/{state.pid}/ns/net", overlays)
 
     def set_overlay_peers(
         self, overlay: OverlayAttachment, peers: Sequence[tuple[str, str]]

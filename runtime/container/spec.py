@@ -103,6 +103,9 @@ class ContainerSpec:
     ports: tuple[str, ...] = ()  # "[ip:]host:container[/proto]"
     # Overlay networks, as eth0, eth1, ... in this order; the bridge (the way out) after them.
     overlays: tuple[OverlayAttachment, ...] = ()
+    # Attachable overlay networks of the node's cluster (names or ids) to join at each start
+    # through the node's swarmd (`shoal run --network NAME`); they come before `overlays`.
+    cluster_networks: tuple[str, ...] = ()
     tty: bool = False
     stdin_open: bool = False
     stop_signal: str = "SIGTERM"
@@ -125,8 +128,13 @@ class ContainerSpec:
             )
         if self.ports and self.network != "bridge":
             raise ContainerError("published ports need the bridge network")
-        if self.overlays and self.network == "host":
+        if (self.overlays or self.cluster_networks) and self.network == "host":
             raise ContainerError("a container on the host's network cannot join overlay networks")
+        for network in self.cluster_networks:
+            if not NAME_RE.match(network):
+                raise ContainerError(f"invalid network name {network!r}")
+        if len(set(self.cluster_networks)) != len(self.cluster_networks):
+            raise ContainerError("a container joins each overlay network once")
         for overlay in self.overlays:
             overlay.validate()
         if len({o.network_id for o in self.overlays}) != len(self.overlays):
@@ -153,6 +161,7 @@ class ContainerSpec:
         data["limits"] = Limits(**data["limits"])
         data["ports"] = tuple(data["ports"])
         data["overlays"] = tuple(OverlayAttachment(**o) for o in data.get("overlays", ()))
+        data["cluster_networks"] = tuple(data.get("cluster_networks", ()))
         return cls(**data)
 
 

@@ -40,6 +40,8 @@ class State:
     error: str = ""
     network: dict[str, Any] = field(default_factory=dict)  # the bridge attachment
     overlays: dict[str, Any] = field(default_factory=dict)  # network id -> its endpoint
+    # The cluster's attachments of this run (spec.cluster_networks), as OverlayAttachments.
+    cluster_overlays: list[dict[str, Any]] = field(default_factory=list)
 
 
 def proc_start_time(pid: int) -> int:

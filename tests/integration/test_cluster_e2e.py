@@ -18,11 +18,13 @@ from deploy.demo_images import seed_demo_images
 from deploy.netns_driver import Machine
 from tests.integration.conftest import LabHandle
 from tests.integration.manager.swarm_cluster import (
+    SHOAL,
     SwarmCluster,
     create,
     listed,
     ok,
     real_swarm,
+    swarmctl,
     until_running,
 )
 from tests.polling import until
@@ -72,8 +74,8 @@ def test_replicas_run_as_containers_and_survive_a_worker_swarmd_kill(
     )
 
 
-def container(task: dict[str, Any]) -> str:
-    return f"web.{task['slot']}.{task['id']}"
+def container(task: dict[str, Any], service: str = "web") -> str:
+    return f"{service}.{task['slot']}.{task['id']}"
 
 
 def overlay_address(task: dict[str, Any], network_id: str) -> str:
@@ -300,3 +302,76 @@ def test_the_flask_and_redis_app_answers_on_every_machine_with_a_rising_counter(
     counts = [count for _, count in seen]
     assert counts == sorted(counts) and len(set(counts)) == len(counts), seen  # rising
     assert len({hostname for hostname, _ in seen}) >= 2, seen  # spread over the tasks
+
+
+def shoal_run(swarm: SwarmCluster, machine: Machine, *args: str) -> tuple[int, str, str]:
+    """`shoal run ARGS` on the machine's swarmd engine: exit code, output, errors."""
+    env = {
+        **swarm.lab.env(machine),
+        "SHOAL_ROOT": str(swarm.state_dir(machine) / "engine"),
+        "SHOAL_INSECURE_REGISTRIES": swarm.lab.registry,
+    }
+    proc = machine.popen([SHOAL, "run", *args], env, stdout=-1, stderr=-1, text=True)
+    out, err = proc.communicate(timeout=90)
+    return proc.returncode, out, err
+
+
+def test_a_standalone_container_joins_an_attachable_network(swarm: SwarmCluster) -> None:
+    """`shoal run --network NAME` on any node: the container gets an address on the
+    cluster's attachable overlay, resolves and reaches the services on it, is reachable by
+    its own name from their tasks, and gives its address back when it ends (the network
+    can then go). A network not made attachable is refused, clearly."""
+    manager, other = swarm.lab.machines[0], swarm.lab.machines[1]
+    image = f"{swarm.lab.registry}/busybox:latest"
+    ok(swarm, manager, "network", "create", "--driver", "overlay", "--attachable", "shared")
+    ok(swarm, manager, "network", "create", "--driver", "overlay", "private")
+    ok(
+        swarm, manager, "service", "create", "--detach", "--name", "api", "--replicas", "1",
+        "--network", "shared", "--constraint", "node.role==worker", "--restart-delay", "0s",
+        image, "httpd", "-f", "-p", "8080", "-h", "/etc",
+    )  # fmt: skip
+    (task,) = until_running(swarm, manager, "api", 1, "the api task")
+    hosts = {
+        str(n["id"]): n["description"]["hostname"]
+        for n in listed(swarm, manager, "node", "ls", "--format", "json")
+    }
+    server = next(m for m in swarm.lab.machines if m.name == hosts[task["node_id"]])
+    code, hostname = swarm.shoal(server, "exec", container(task, "api"), "cat", "/etc/hostname")
+    assert code == 0
+
+    # From the manager's node (it runs no api task): by the service's name, over VXLAN.
+    fetch = "timeout 5 wget -q -O - http://api:8080/hostname"
+    code, out, err = shoal_run(
+        swarm, manager, "--rm", "--network", "shared", image, "sh", "-c", fetch
+    )
+    assert (code, out) == (0, hostname), err
+
+    # A detached one, reached by its name from the service's task.
+    code, out, err = shoal_run(
+        swarm, other, "-d", "--name", "standalone", "--network", "shared", image,
+        "httpd", "-f", "-p", "8080", "-h", "/etc",
+    )  # fmt: skip
+    assert code == 0, err
+    code, standalone_hostname = swarm.shoal(other, "exec", "standalone", "cat", "/etc/hostname")
+    assert code == 0
+    back = ("timeout", "5", "wget", "-q", "-O", "-", "http://standalone:8080/hostname")
+    until(
+        lambda: swarm.shoal(server, "exec", container(task, "api"), *back),
+        "the api task reaching the standalone container by name",
+        holds=lambda result: result == (0, standalone_hostname),
+        timeout_s=30,
+    )
+    refused = swarmctl(swarm, manager, "network", "rm", "shared")
+    assert refused.code != 0 and "in use" in refused.err, refused  # the attachment holds it
+
+    code, out, err = shoal_run(swarm, manager, "--rm", "--network", "private", image, "true")
+    assert code != 0 and "not attachable" in err, (code, err)
+
+    assert swarm.shoal(other, "rm", "-f", "standalone")[0] == 0
+    ok(swarm, manager, "service", "rm", "api")
+    until(
+        lambda: swarmctl(swarm, manager, "network", "rm", "shared"),
+        "the network free once its service and containers are gone",
+        holds=lambda result: result.code == 0,
+        timeout_s=30,
+    )

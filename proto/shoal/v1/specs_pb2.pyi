@@ -301,6 +301,7 @@ class TaskSpec(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONTAINER_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     RESTART_FIELD_NUMBER: _builtins.int
     PLACEMENT_FIELD_NUMBER: _builtins.int
@@ -311,6 +312,10 @@ class TaskSpec(_message.Message):
     """Bump to redeploy all tasks without any other spec change."""
     @_builtins.property
     def container(self) -> Global___ContainerSpec: ...
+    @_builtins.property
+    def attachment(self) -> Global___NetworkAttachmentSpec:
+        """No process: a standalone container's place on an attachable overlay network."""
+
     @_builtins.property
     def resources(self) -> _types_pb2.ResourceRequirements: ...
     @_builtins.property
@@ -329,6 +334,7 @@ class TaskSpec(_message.Message):
         self,
         *,
         container: Global___ContainerSpec | None = ...,
+        attachment: Global___NetworkAttachmentSpec | None = ...,
         resources: _types_pb2.ResourceRequirements | None = ...,
         restart: _types_pb2.RestartPolicy | None = ...,
         placement: _types_pb2.Placement | None = ...,
@@ -336,15 +342,38 @@ class TaskSpec(_message.Message):
         log_driver: _types_pb2.Driver | None = ...,
         force_update: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "log_driver", b"log_driver", "placement", b"placement", "resources", b"resources", "restart", b"restart", "runtime", b"runtime"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "container", b"container", "log_driver", b"log_driver", "placement", b"placement", "resources", b"resources", "restart", b"restart", "runtime", b"runtime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "force_update", b"force_update", "log_driver", b"log_driver", "networks", b"networks", "placement", b"placement", "resources", b"resources", "restart", b"restart", "runtime", b"runtime"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "container", b"container", "force_update", b"force_update", "log_driver", b"log_driver", "networks", b"networks", "placement", b"placement", "resources", b"resources", "restart", b"restart", "runtime", b"runtime"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_runtime: _TypeAlias = _typing.Literal["container"]  # noqa: Y015
+    _WhichOneofReturnType_runtime: _TypeAlias = _typing.Literal["container", "attachment"]  # noqa: Y015
     _WhichOneofArgType_runtime: _TypeAlias = _typing.Literal["runtime", b"runtime"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_runtime) -> _WhichOneofReturnType_runtime | None: ...
 
 Global___TaskSpec: _TypeAlias = TaskSpec  # noqa: Y015
+
+@_typing.final
+class NetworkAttachmentSpec(_message.Message):
+    """`shoal run --network NAME`: a container of the node, not of a service, on an attachable
+    overlay network; the task (preassigned to the node) carries its allocated address.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_ID_FIELD_NUMBER: _builtins.int
+    container_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        container_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkAttachmentSpec: _TypeAlias = NetworkAttachmentSpec  # noqa: Y015
 
 @_typing.final
 class FileTarget(_message.Message):

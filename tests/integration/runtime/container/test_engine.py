@@ -313,6 +313,14 @@ class RecordingNetwork:
     def stop_dns(self, container_id: str) -> None:
         raise AssertionError("no overlay was asked for")
 
+    def join_cluster(
+        self, container_id: str, container_name: str, networks: Sequence[str]
+    ) -> list[OverlayAttachment]:
+        raise AssertionError("no overlay was asked for")
+
+    def leave_cluster(self, container_id: str) -> None:
+        raise AssertionError("no overlay was asked for")
+
 
 def test_the_network_gets_ready_while_the_container_is_being_set_up(
     engine_on: Callable[[], Engine], busybox: LocalImage
