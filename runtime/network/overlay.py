@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from common import libc
 from common.namespaces import call_in_netns, create_bound, is_bound, open_netns, remove_bound
-from runtime.network import links, lock, vxlan
+from runtime.network import links, lock, sysctl, vxlan
 from runtime.network.attachment import check_container_id
 from runtime.network.bridge import veth_name
 from runtime.network.errors import NetworkError
@@ -183,6 +183,7 @@ class OverlayNetwork:
         gateway = IPv4Interface(f"{self.spec.gateway}/{self.spec.subnet.prefixlen}")
 
         def bridge(sock: RtnlSocket) -> bool:
+            sysctl.bridge_netfilter_off()  # nothing here filters the bridge's frames
             links.set_up(sock, links.LOOPBACK_INDEX)
             index = links.ensure_bridge(sock, BRIDGE, gateway, mac_for(self.spec.gateway))
             links.set_up(sock, index)

@@ -26,3 +26,20 @@ def write(key: str, value: str) -> None:
 
 def read(key: str) -> str:
     return (PROC_SYS_NET / key).read_text().strip()
+
+
+BRIDGE_NETFILTER = (
+    "bridge-nf-call-iptables",
+    "bridge-nf-call-ip6tables",
+    "bridge-nf-call-arptables",
+)
+
+
+def bridge_netfilter_off() -> None:
+    """Frames crossing a bridge of this namespace skip the IP firewall hooks (br_netfilter,
+    when loaded, sends them through; a namespace without rules for them pays ~1 us a round
+    trip for nothing)."""
+    if not (PROC_SYS_NET / "bridge").is_dir():
+        return  # br_netfilter is not loaded: nothing to turn off
+    for key in BRIDGE_NETFILTER:
+        write(f"bridge/{key}", "0")
