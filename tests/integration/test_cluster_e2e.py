@@ -375,3 +375,48 @@ def test_a_standalone_container_joins_an_attachable_network(swarm: SwarmCluster)
         holds=lambda result: result.code == 0,
         timeout_s=30,
     )
+
+
+def test_overlapping_subnets_and_taken_ports_are_refused_and_internal_has_no_way_out(
+    swarm: SwarmCluster,
+) -> None:
+    """What a user gets wrong is refused with a reason and leaves nothing: a subnet that
+    overlaps another network's, a published port another service holds. A task on an
+    `--internal` network reaches nothing outside it; one on a normal overlay reaches the
+    outside (here the lab's registry) through its node."""
+    manager = swarm.lab.machines[0]
+    image = f"{swarm.lab.registry}/busybox:latest"
+    ok(swarm, manager, "network", "create", "--subnet", "10.123.0.0/24", "first")
+    refused = swarmctl(swarm, manager, "network", "create", "--subnet", "10.123.0.128/25", "x")
+    assert refused.code == 1 and "overlap" in refused.err, refused
+    assert "x" not in {n["spec"]["annotations"]["name"] for n in listed(
+        swarm, manager, "network", "ls", "--format", "json"
+    )}  # fmt: skip
+    ok(
+        swarm, manager, "service", "create", "--detach", "--name", "holder",
+        "--publish", "9090:80", image, "httpd", "-f", "-p", "80",
+    )  # fmt: skip
+    taken = swarmctl(
+        swarm, manager, "service", "create", "--detach", "--name", "taker",
+        "--publish", "9090:80", image, "httpd", "-f", "-p", "80",
+    )  # fmt: skip
+    assert taken.code == 1 and "9090" in taken.err, taken
+    assert swarmctl(swarm, manager, "service", "inspect", "taker").code != 0
+
+    ok(swarm, manager, "network", "create", "--internal", "closed")
+    registry = f"http://{swarm.lab.registry}/v2/"
+    for network, reaches_out in (("closed", False), ("first", True)):
+        name = f"on-{network}"
+        ok(
+            swarm, manager, "service", "create", "--detach", "--name", name, "--network",
+            network, "--restart-delay", "0s", image, "httpd", "-f", "-p", "8080",
+        )  # fmt: skip
+        (task,) = until_running(swarm, manager, name, 1, f"the task on {network}")
+        hosts = {
+            str(n["id"]): n["description"]["hostname"]
+            for n in listed(swarm, manager, "node", "ls", "--format", "json")
+        }
+        host = next(m for m in swarm.lab.machines if m.name == hosts[task["node_id"]])
+        probe = ("timeout", "5", "wget", "-q", "-O", "-", registry)
+        code, _ = swarm.shoal(host, "exec", container(task, name), *probe)
+        assert (code == 0) == reaches_out, (network, code)
