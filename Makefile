@@ -10,7 +10,7 @@ APT_PACKAGES := iproute2 nftables busybox-static docker-registry skopeo promethe
 	libseccomp2 python3 python3-venv python3-dev gcc make ca-certificates
 APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
 
-.PHONY: setup test lint typecheck unit integration proto demo demo-down bench clean
+.PHONY: setup apt-lists test lint typecheck unit integration proto demo demo-down bench clean
 
 setup: $(APT_STAMP) $(VENV)/.installed
 
@@ -34,6 +34,13 @@ $(VENV)/.installed: pyproject.toml $(APT_STAMP)
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
+# The demo app's images are built from Debian packages (deploy/demo_images.py): apt must know
+# them (a machine whose package lists were never fetched, or were cleaned, fetches them).
+apt-lists:
+	@apt-cache show python3-flask redis-server >/dev/null 2>&1 || { \
+		echo "apt: fetching the package lists"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq; }
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -44,7 +51,7 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest -q tests/unit
 
-integration: setup
+integration: setup apt-lists
 	$(BIN)/pytest -q tests/integration
 
 test: lint typecheck unit integration
@@ -61,7 +68,7 @@ bench: setup
 		$(BIN)/python "$$script"; \
 	done
 
-demo: setup
+demo: setup apt-lists
 	$(BIN)/python -m deploy.demo
 
 demo-down: setup
