@@ -24,7 +24,9 @@ from tests.integration.manager.swarm_cluster import (
     listed,
     ok,
     real_swarm,
+    running,
     swarmctl,
+    tasks,
     until_running,
 )
 from tests.polling import until
@@ -226,8 +228,9 @@ def test_a_published_port_answers_on_every_machine_through_the_routing_mesh(
 ) -> None:
     """`--publish published=8080,target=8080` in ingress mode (the default), one task on
     one worker: the port answers on all three machines, those without the task included,
-    to a client on any of them; and the task sees the client's own address (beyond Docker,
-    whose mesh shows it the ingress node's)."""
+    to a client on any of them; the task sees the client's own address (beyond Docker,
+    whose mesh shows it the ingress node's); a killed task's successor takes its place in
+    the mesh."""
     manager = swarm.lab.machines[0]
     image = f"{swarm.lab.registry}/busybox:latest"
     ok(
@@ -259,6 +262,27 @@ def test_a_published_port_answers_on_every_machine_through_the_routing_mesh(
         page_text = http_get(client, target.record.ip, 8080, "/cgi-bin/client")
         seen_as = page_text.split()[-1].strip("[]").removeprefix("::ffff:")  # httpd's v6 form
         assert seen_as == client.record.ip, (target.name, client.name, page_text)
+
+    # The task killed: its successor (restart delay 0) takes over, and the mesh follows.
+    assert swarm.shoal(host, "kill", f"front.1.{task['id']}")[0] == 0
+    (successor,) = until(
+        lambda: running(tasks(swarm, manager, "front")),
+        "the killed task's successor running",
+        holds=lambda found: len(found) == 1 and found[0]["id"] != task["id"],
+        timeout_s=30,
+    )
+    new_host = next(m for m in swarm.lab.machines if m.name == by_id[successor["node_id"]])
+    code, new_hostname = swarm.shoal(
+        new_host, "exec", f"front.1.{successor['id']}", "cat", "/etc/hostname"
+    )
+    assert code == 0 and new_hostname != hostname
+    until(
+        lambda: http_get(swarm.lab.machines[1], manager.record.ip, 8080, "/hostname"),
+        "the mesh sending to the successor",
+        holds=lambda got: got == new_hostname,
+        retry_on=(OSError,),
+        timeout_s=30,
+    )
 
 
 def test_the_flask_and_redis_app_answers_on_every_machine_with_a_rising_counter(
