@@ -89,7 +89,9 @@ class Attachments:
                 status = types_pb2.TaskStatus(state=types_pb2.RUNNING, message="attached")
                 status.timestamp.GetCurrentTime()
                 self._report(task.id, status)
-            self._arrived.setdefault(task.id, asyncio.Event()).set()
+            waiting = self._arrived.get(task.id)
+            if waiting is not None:
+                waiting.set()
         return others
 
     def endpoints_changed(self, network_ids: Sequence[str]) -> None:
@@ -141,10 +143,14 @@ class Attachments:
         response = await self._call("AttachNetwork", request)
         attachment_id = response.attachment_id
         arrived = self._arrived.setdefault(attachment_id, asyncio.Event())
+        if attachment_id in self._tasks:  # it came with the assignments before the answer
+            arrived.set()
         try:
             async with asyncio.timeout(ARRIVAL_TIMEOUT_S):
                 await arrived.wait()
                 task = self._tasks[attachment_id]
+                if not task.networks:
+                    raise TaskSpecError("the managers gave the attachment no network")
                 overlay = overlay_attachment(task.networks[0], self._data_address)
                 # The network's endpoints follow the task: wait for them, or the container
                 # would start unable to resolve the names on it.
@@ -153,7 +159,7 @@ class Attachments:
                     known.clear()
                     await known.wait()
             return asdict(overlay)
-        except (TimeoutError, KeyError, IndexError, TaskSpecError) as exc:
+        except (TimeoutError, KeyError, TaskSpecError) as exc:
             with contextlib.suppress(AttachmentError):
                 await self._detach(attachment_id)
             why = str(exc) or "the managers did not allocate it in time"

@@ -100,8 +100,14 @@ class TaskReaper(Reconciler[Work]):
         await commit(self.store, lambda tx, tally: self._reap(tx, tally, key))
 
     def _slots_with_history(self, tx: ReadTx) -> set[SlotKey]:
+        """Slots with old tasks, and those holding attachments of nodes gone meanwhile."""
         groups = group_by_slot(tx.list(objects_pb2.Task))
-        return {key for key, tasks in groups.items() if len(runnable(tasks)) < len(tasks)}
+        return {
+            key
+            for key, tasks in groups.items()
+            if len(runnable(tasks)) < len(tasks)
+            or any(is_attachment(t) and tx.get(objects_pb2.Node, t.node_id) is None for t in tasks)
+        }
 
     # -- transactions -----------------------------------------------------------------------
 

@@ -72,17 +72,22 @@ async def serve(path: Path, handle: Handler) -> asyncio.AbstractServer:
     """Listen at `path` (root only); each request goes to `handle`, whose exceptions are
     answered as errors."""
 
-    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def answer(reader: asyncio.StreamReader) -> dict[str, Any]:
         try:
             line = await reader.readline()
-            try:
-                request = json.loads(line)
-                if not isinstance(request, dict):
-                    raise ValueError("a request is a JSON object")
-                answer = await handle(request)
-            except Exception as exc:  # the caller shows it; the server goes on
-                answer = {"error": str(exc) or type(exc).__name__}
-            writer.write(json.dumps(answer).encode() + b"\n")
+        except ValueError:  # asyncio's word for a line over the limit
+            return {"error": f"a request is one line of at most {MAX_LINE} bytes"}
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("a request is a JSON object")
+            return await handle(request)
+        except Exception as exc:  # the caller shows it; the server goes on
+            return {"error": str(exc) or type(exc).__name__}
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(json.dumps(await answer(reader)).encode() + b"\n")
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
