@@ -6,7 +6,9 @@ and after every tick, so an entry is on disk before this node counts it or acks 
 
 Journal file: MAGIC, then records `<u32 length><u32 crc32><u64 index><u64 term><command>`
 (length and crc cover index, term and command). A torn last record (a crash mid-write,
-never acknowledged) is cut off when the journal is opened.
+never acknowledged) above the recorded commit index is cut off when the journal is opened;
+a bad record at or below it is damage to acknowledged entries, and opening fails naming the
+file and the offset (this manager must not take part with a log it no longer has).
 Meta file: JSON {term, voted_for, commit_index}, replaced durably on every term or vote
 change (Raft needs those on disk before answering) and once a second for the commit index.
 """
@@ -87,9 +89,14 @@ class DurableJournal:
         while offset < len(data):
             entry = self._parse(data, offset)
             if entry is None:
+                try:
+                    self._check_torn(data, offset)
+                except RaftDataError:
+                    os.close(fd)
+                    raise
                 log.warning(
-                    "raft journal %s: cutting a torn or corrupt record at byte %d of %d "
-                    "(written, never acknowledged)",
+                    "raft journal %s: cutting a torn record at byte %d of %d (written, "
+                    "never acknowledged)",
                     self._path,
                     offset,
                     len(data),
@@ -103,6 +110,26 @@ class DurableJournal:
         self._end = min(offset, len(data))
         os.lseek(fd, self._end, os.SEEK_SET)
         return fd
+
+    def _check_torn(self, data: bytes, offset: int) -> None:
+        """A record that does not parse may be cut only if it cannot hold an entry this
+        node acknowledged: one past the recorded commit index, or, when its index is
+        unknown (the first record), a tail too short or blank to be one."""
+        commit = int(self._meta.get("commit_index", 0))
+        expected = self._entries[-1][1] + 1 if self._entries else None
+        tail = data[offset:]
+        blank = len(tail) < _RECORD_HEAD.size or not tail.strip(b"\x00")
+        if expected is None and (blank or commit == 0):
+            return
+        if expected is not None and expected > commit:
+            return
+        where = f"entry {expected}" if expected is not None else "the first entry"
+        raise RaftDataError(
+            f"raft journal {self._path}: the record at byte {offset} ({where}, at or below "
+            f"the commit index {commit}) is corrupt; this manager's log lost acknowledged "
+            "entries: restore its data directory from a backup, or remove it from the "
+            "cluster and join it again"
+        )
 
     @staticmethod
     def _parse(data: bytes, offset: int) -> Entry | None:
@@ -140,7 +167,11 @@ class DurableJournal:
                 return
             self._finish_rewrite()
         record = _record(*entry)
-        os.pwrite(self._fd, record, self._end)
+        written = os.pwrite(self._fd, record, self._end)
+        if written != len(record):  # a full disk ends a write short without an error
+            raise OSError(
+                f"raft journal {self._path}: wrote {written} of {len(record)} bytes (disk full?)"
+            )
         self._entries.append(entry)
         self._offsets.append(self._end)
         self._end += len(record)

@@ -69,16 +69,54 @@ def test_a_torn_last_record_is_cut_off(tmp_path: Path) -> None:
     assert entries(DurableJournal(path)) == [(b"kept", 1, 1), (b"next", 2, 1)]
 
 
-def test_a_corrupt_record_ends_the_log(tmp_path: Path) -> None:
+def test_a_corrupt_record_above_the_commit_index_is_cut(tmp_path: Path) -> None:
     path = tmp_path / "raft.journal"
     journal = DurableJournal(path)
     journal.add(b"good", 1, 1)
     journal.add(b"flipped", 2, 1)
+    journal.setRaftCommitIndex(1)
     journal._destroy()
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     assert entries(DurableJournal(path)) == [(b"good", 1, 1)]
+
+
+def test_a_corrupt_record_at_or_below_the_commit_index_stops_the_node(tmp_path: Path) -> None:
+    """Damage to an acknowledged entry is never cut silently (a node that then voted would
+    break Raft's safety): opening fails, naming the file and the offset."""
+    path = tmp_path / "raft.journal"
+    journal = DurableJournal(path)
+    for index in range(1, 5):
+        journal.add(f"entry-{index}".encode(), index, 1)
+    journal.setRaftCommitIndex(3)
+    journal._destroy()
+    data = bytearray(path.read_bytes())
+    second = len(MAGIC) + 8 + 16 + len(b"entry-1")
+    data[second + 12] ^= 0xFF  # inside entry 2's body: valid records follow it
+    path.write_bytes(bytes(data))
+    before = path.read_bytes()
+    with pytest.raises(RaftDataError, match=rf"{path}: the record at byte {second} \(entry 2,"):
+        DurableJournal(path)
+    assert path.read_bytes() == before  # nothing cut
+
+
+def test_a_blank_torn_first_record_is_cut(tmp_path: Path) -> None:
+    path = tmp_path / "raft.journal"
+    path.write_bytes(MAGIC + bytes(5))
+    (tmp_path / "raft.journal.meta").write_text('{"commit_index": 7}')
+    assert entries(DurableJournal(path)) == []
+    assert path.read_bytes() == MAGIC
+
+
+def test_a_short_write_is_an_error_never_an_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = DurableJournal(tmp_path / "raft.journal")
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: len(data) - 3)
+    with pytest.raises(OSError, match="disk full"):
+        journal.add(b"lost", 1, 1)
+    assert entries(journal) == []
 
 
 def test_foreign_files_are_refused(tmp_path: Path) -> None:
