@@ -80,6 +80,15 @@ def container(task: dict[str, Any], service: str = "web") -> str:
     return f"{service}.{task['slot']}.{task['id']}"
 
 
+def machine_of(swarm: SwarmCluster, manager: Machine, task: dict[str, Any]) -> Machine:
+    """The lab machine whose node runs `task`."""
+    hostnames = {
+        str(n["id"]): n["description"]["hostname"]
+        for n in listed(swarm, manager, "node", "ls", "--format", "json")
+    }
+    return next(m for m in swarm.lab.machines if m.name == hostnames[task["node_id"]])
+
+
 def overlay_address(task: dict[str, Any], network_id: str) -> str:
     (found,) = [n for n in task["networks"] if n["network"]["id"] == network_id]
     return str(found["addresses"][0]).split("/")[0]
@@ -93,7 +102,6 @@ def test_tasks_on_two_machines_reach_each_other_by_address_name_and_virtual_ip(
     tasks); all of it through a kill -9 of the node's swarmd; names following a scale;
     another network out of reach, its tasks and its virtual IPs."""
     manager = swarm.lab.machines[0]
-    by_name = {m.name: m for m in swarm.lab.machines}
     image = f"{swarm.lab.registry}/busybox:latest"
     network_id = ok(swarm, manager, "network", "create", "--driver", "overlay", "net1").out.strip()
     ok(
@@ -102,13 +110,9 @@ def test_tasks_on_two_machines_reach_each_other_by_address_name_and_virtual_ip(
         "1", "--restart-delay", "0s", image, "httpd", "-f", "-p", "8080", "-h", "/etc",
     )  # fmt: skip
     found = until_running(swarm, manager, "web", 2, "2 web tasks on the workers")
-    hostnames = {
-        str(n["id"]): n["description"]["hostname"]
-        for n in listed(swarm, manager, "node", "ls", "--format", "json")
-    }
     (one, other) = found
     assert one["node_id"] != other["node_id"]
-    client, server = (by_name[hostnames[t["node_id"]]] for t in (one, other))
+    client, server = (machine_of(swarm, manager, t) for t in (one, other))
     target = overlay_address(other, network_id)
     assert overlay_address(one, network_id) != target
     code, hostname = swarm.shoal(server, "exec", container(other), "cat", "/etc/hostname")
@@ -239,11 +243,7 @@ def test_a_published_port_answers_on_every_machine_through_the_routing_mesh(
         "--restart-delay", "0s", image, "sh", "-c", CLIENT_ADDRESS_CGI,
     )  # fmt: skip
     (task,) = until_running(swarm, manager, "front", 1, "the front task")
-    by_id = {
-        str(n["id"]): n["description"]["hostname"]
-        for n in listed(swarm, manager, "node", "ls", "--format", "json")
-    }
-    host = next(m for m in swarm.lab.machines if m.name == by_id[task["node_id"]])
+    host = machine_of(swarm, manager, task)
     code, hostname = swarm.shoal(host, "exec", f"front.1.{task['id']}", "cat", "/etc/hostname")
     assert code == 0
     for target in swarm.lab.machines:
@@ -271,7 +271,7 @@ def test_a_published_port_answers_on_every_machine_through_the_routing_mesh(
         holds=lambda found: len(found) == 1 and found[0]["id"] != task["id"],
         timeout_s=30,
     )
-    new_host = next(m for m in swarm.lab.machines if m.name == by_id[successor["node_id"]])
+    new_host = machine_of(swarm, manager, successor)
     code, new_hostname = swarm.shoal(
         new_host, "exec", f"front.1.{successor['id']}", "cat", "/etc/hostname"
     )
@@ -355,11 +355,7 @@ def test_a_standalone_container_joins_an_attachable_network(swarm: SwarmCluster)
         image, "httpd", "-f", "-p", "8080", "-h", "/etc",
     )  # fmt: skip
     (task,) = until_running(swarm, manager, "api", 1, "the api task")
-    hosts = {
-        str(n["id"]): n["description"]["hostname"]
-        for n in listed(swarm, manager, "node", "ls", "--format", "json")
-    }
-    server = next(m for m in swarm.lab.machines if m.name == hosts[task["node_id"]])
+    server = machine_of(swarm, manager, task)
     code, hostname = swarm.shoal(server, "exec", container(task, "api"), "cat", "/etc/hostname")
     assert code == 0
 
@@ -436,11 +432,7 @@ def test_overlapping_subnets_and_taken_ports_are_refused_and_internal_has_no_way
             network, "--restart-delay", "0s", image, "httpd", "-f", "-p", "8080",
         )  # fmt: skip
         (task,) = until_running(swarm, manager, name, 1, f"the task on {network}")
-        hosts = {
-            str(n["id"]): n["description"]["hostname"]
-            for n in listed(swarm, manager, "node", "ls", "--format", "json")
-        }
-        host = next(m for m in swarm.lab.machines if m.name == hosts[task["node_id"]])
+        host = machine_of(swarm, manager, task)
         probe = ("timeout", "5", "wget", "-q", "-O", "-", registry)
         code, _ = swarm.shoal(host, "exec", container(task, name), *probe)
         assert (code == 0) == reaches_out, (network, code)
