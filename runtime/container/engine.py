@@ -41,9 +41,9 @@ from runtime.container.store import (
     State,
     alive,
     proc_start_time,
-    write_json,
 )
 from runtime.errors import ContainerError, RuntimeEngineError
+from runtime.files import write_json
 
 log = logging.getLogger(__name__)
 

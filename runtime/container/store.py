@@ -19,12 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import ContainerError, NotFound
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+from runtime.files import write_json
 
 
 @dataclass

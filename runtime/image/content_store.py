@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from runtime.files import flocked, fsync_dir
 from runtime.image import digests
 from runtime.image.errors import ContentError, ImageError
-from runtime.image.files import flocked, fsync_dir
 
 # fetch(offset) -> (offset the data really starts at: `offset` or 0, the data's chunks)
 Fetch = Callable[[int], tuple[int, Iterable[bytes]]]

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from common.libc import syncfs
+from runtime.files import flocked, fsync_dir
 from runtime.image import digests
 from runtime.image.errors import LayerError
-from runtime.image.files import flocked, fsync_dir
 
 INFO_FILE = "layer.json"
 TMP_PREFIX = ".tmp-"

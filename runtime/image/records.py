@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from runtime.files import flocked, read_json, write_json
 from runtime.image import digests
-from runtime.image.files import flocked, read_json, write_json
 from runtime.image.manifests import Descriptor
 
 

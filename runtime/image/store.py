@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from common.image_reference import InvalidReference, Reference, parse
 from runtime import metrics
 from runtime.config import EngineConfig
+from runtime.files import flocked
 from runtime.image import digests, mediatypes
 from runtime.image.content_store import ContentStore
 from runtime.image.errors import ImageError, ImageInUse, ImageNotFound
-from runtime.image.files import flocked
 from runtime.image.image import Image, Layer
 from runtime.image.layer_store import LayerStore
 from runtime.image.manifests import Descriptor, load_json

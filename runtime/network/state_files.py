@@ -1,13 +1,13 @@
-"""JSON state on disk: written atomically (temporary file, fsync, rename), read with a clear
-error when a file is damaged, so a crash mid-write never leaves a half-written record."""
+"""Networks' JSON state on disk: written through runtime.files (atomic, durable, root only),
+read with a clear error when a file is damaged."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from runtime import files
 from runtime.network.errors import NetworkError
 
 
@@ -24,13 +24,6 @@ def read_json(path: Path) -> Any | None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Replace `path` with `data` as JSON in one step."""
+    """Replace `path` with `data` as JSON, durably (root only: it names namespaces)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, json.dumps(data, indent=1, sort_keys=True).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    files.write_json(path, data, mode=0o600)

@@ -1,4 +1,6 @@
-"""Durable files and cross-process locks for the image store's state on disk."""
+"""The engine's files on disk: replaced whole and durably (a crash leaves the old file or
+the new one, never half, and never one the engine already went on from), and locks shared
+across processes. Images, containers and networks keep their state through these."""
 
 from __future__ import annotations
 
@@ -19,15 +21,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: a crash leaves the old file or the new one, never half."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data`, durably: file and directory synced before it returns."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:  # a short write (a full disk) raises on the next one
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -35,8 +41,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+def write_json(path: Path, obj: Any, mode: int = 0o644) -> None:
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode(), mode)
 
 
 def read_json(path: Path, default: Any) -> Any:
