@@ -45,6 +45,7 @@ from manager.dispatcher import (
 )
 from manager.logbroker import LOGS_POLICIES, LogBroker, add_log_broker_service, add_logs_service
 from manager.node_rpc import certificate_identity
+from manager.node_standing import store_standing
 from manager.orchestrator import Orchestrators
 from manager.ports import JOIN_PORT, RAFT_PORT, REMOTE_API_PORT
 from manager.raft import Raft, RaftConfig
@@ -132,7 +133,9 @@ class Manager:
                 group.create_task(self._raft_failure())
                 cluster = await self._wait_for_cluster()
                 self.ca = cluster_state.cluster_ca(cluster)
-                self.authorizer = Authorizer(self.ca.root, self.ca.cluster_id)
+                self.authorizer = Authorizer(
+                    self.ca.root, self.ca.cluster_id, standing=store_standing(self.store)
+                )
                 group.create_task(cluster_state.follow_cluster_ca(self.store, self.ca))
                 await self._serve()
                 self.ready.set()

@@ -60,6 +60,9 @@ def _describe(roles: frozenset[Role]) -> str:
     return " or ".join(sorted(role.ou for role in roles))
 
 
+Standing = Callable[[NodeIdentity, str, "Policy"], None]
+
+
 class Authorizer:
     """Identifies callers by their client certificate (sync and grpc.aio contexts alike)."""
 
@@ -68,10 +71,15 @@ class Authorizer:
         root: RootCA,
         cluster_id: str,
         clock: Callable[[], datetime.datetime] = utcnow,
+        standing: Standing | None = None,
     ) -> None:
+        """`standing(caller, method, policy)`: raises AuthorizationError when the cluster
+        no longer lets the certificate's node call `method` (removed, or its role
+        changed); a certificate stays valid for 90 days, so it cannot tell alone."""
         self._root = root
         self._cluster_id = cluster_id
         self._clock = clock
+        self._standing = standing
 
     def identify(self, context: grpc.ServicerContext) -> NodeIdentity | None:
         """The caller named by its verified certificate, or None when it presented none.
@@ -112,6 +120,8 @@ class Authorizer:
                 f"{method} is for {_describe(policy.roles)} only;"
                 f" node {caller.node_id} is a {caller.role.ou}"
             )
+        if self._standing is not None:
+            self._standing(caller, method, policy)
         return caller
 
 

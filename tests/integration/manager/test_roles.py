@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -227,3 +228,33 @@ def test_the_demoted_leader_hands_over_and_goes_on_as_a_worker(cluster: SwarmClu
         "the old leader READY as a worker",
         holds=lambda state: state == "READY",
     )
+
+
+def test_an_old_certificate_of_a_demoted_then_removed_manager_is_refused(
+    cluster: SwarmCluster, tmp_path: Path
+) -> None:
+    """A certificate stays valid for 90 days; the store decides: a demoted manager's old
+    manager certificate no longer reaches Control, and once the node is removed from the
+    cluster it reaches nothing at all."""
+    one, _two, three = cluster.lab.machines
+    ids = _node_ids(cluster)
+    saved = tmp_path / "three-as-manager"
+    shutil.copytree(cluster.state_dir(three) / "certificates", saved / "certificates")
+
+    def control_with_saved() -> Any:
+        return swarmctl(
+            cluster, three, "--host", _api(one), "--tls-dir", str(saved), "node", "ls",
+            local=False,
+        )  # fmt: skip
+
+    assert control_with_saved().code == 0  # a manager's certificate, while it is one
+
+    ok(cluster, one, "node", "demote", ids[three.name])
+    until(lambda: _demoted(cluster, one, ids[three.name]), "three demoted")
+    demoted = control_with_saved()
+    assert demoted.code == 1 and "is to be a swarm-worker now" in demoted.err, demoted
+
+    cluster.kill(three)
+    ok(cluster, one, "node", "rm", "--force", ids[three.name])
+    removed = control_with_saved()
+    assert removed.code == 1 and "was removed from the cluster" in removed.err, removed

@@ -1,0 +1,36 @@
+"""What the store says of a caller whose certificate checked out.
+
+A certificate stays valid for 90 days, so it alone cannot tell that its node was removed
+or demoted meanwhile. On every RPC: a node the store no longer has (removed: node ids are
+never reused) is refused, whatever its certificate says; a node whose role was changed
+calls only what both its certificate and its new role allow, until it renews its
+certificate (a demoted manager keeps the Dispatcher and the CA, not Control; a promoted
+worker gets Control only with its manager certificate).
+"""
+
+from __future__ import annotations
+
+from manager.ca.auth import Policy, Standing
+from manager.ca.certificates import NodeIdentity
+from manager.ca.errors import PermissionDenied
+from manager.ca.roles import Role
+from manager.store import Store
+from shoal.v1 import objects_pb2, types_pb2
+
+
+def store_standing(store: Store) -> Standing:
+    def check(caller: NodeIdentity, method: str, policy: Policy) -> None:
+        node = store.view(lambda tx: tx.get(objects_pb2.Node, caller.node_id))
+        if node is None:
+            raise PermissionDenied(
+                f"node {caller.node_id} was removed from the cluster: its certificate is "
+                "no longer accepted"
+            )
+        wanted = Role.MANAGER if node.spec.desired_role == types_pb2.MANAGER else Role.WORKER
+        if wanted not in policy.roles:
+            raise PermissionDenied(
+                f"{method} is for {' or '.join(sorted(r.ou for r in policy.roles))} only; "
+                f"node {caller.node_id} is to be a {wanted.ou} now"
+            )
+
+    return check
