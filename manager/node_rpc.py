@@ -49,3 +49,17 @@ async def abort_with(
     )
     await context.abort(code, str(error))
     raise error  # abort raises; this only tells the type checker
+
+
+def peer_host(peer: str) -> str:
+    """The address part of a gRPC peer string ("ipv4:10.0.0.2:4242" -> "10.0.0.2")."""
+    scheme, _, rest = peer.partition(":")
+    if scheme not in ("ipv4", "ipv6"):
+        return ""
+    return address_host(rest)
+
+
+def address_host(address: str) -> str:
+    """The host of "host:port" ("[::1]:4242" -> "::1")."""
+    host = address.rpartition(":")[0]
+    return host.removeprefix("[").removesuffix("]")

@@ -14,6 +14,7 @@ import grpc
 
 from manager.ca.auth import Authorizer, Policy, requires, rpc_method
 from manager.ca.roles import Role
+from manager.node_rpc import address_host, peer_host
 from manager.raft import MembershipRefused, Raft
 from manager.store import ReadTx, Store, StoreError, WriteTx
 from shoal.v1 import objects_pb2, raft_pb2, raft_pb2_grpc, types_pb2
@@ -68,6 +69,15 @@ class RaftMembershipServicer(raft_pb2_grpc.RaftMembershipServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
         if not request.raft_addr or not request.addr:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "addr and raft_addr are required")
+        # A manager adds only itself: at the address it calls from, not one it names.
+        calling_from = peer_host(context.peer())
+        for field, address in (("addr", request.addr), ("raft_addr", request.raft_addr)):
+            if address_host(address) != calling_from:
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{field} {address} is not the address this manager calls from "
+                    f"({calling_from or 'unknown'}): a manager joins raft at its own address",
+                )
         known = {m.raft_addr: m for m in members(self.store)}
         raft_id = max([m.raft_id for m in known.values()] + [0]) + 1
         if request.raft_addr not in known and request.raft_addr != self.raft.config.address:
@@ -112,6 +122,16 @@ class RaftMembershipServicer(raft_pb2_grpc.RaftMembershipServicer):
     ) -> raft_pb2.LeaveResponse:
         if not self.raft.is_leader():
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not the raft leader")
+        caller = self.authorizer.identify(context)
+        assert caller is not None  # the interceptor admits managers only
+        own = next((m for m in members(self.store) if m.node_id == caller.node_id), None)
+        if own is None or own.raft_addr != request.node.raft_addr:
+            # Removing another member is a Control action (node demote / node rm).
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"node {caller.node_id} may take only itself out of raft, not "
+                f"{request.node.raft_addr or 'an unnamed member'}",
+            )
         try:
             await self.raft.remove_member(request.node.raft_addr)
         except MembershipRefused as exc:

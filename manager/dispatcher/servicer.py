@@ -26,7 +26,7 @@ from manager.dispatcher.errors import (
     StoreUnavailable,
     UnknownNode,
 )
-from manager.node_rpc import Identify, abort_with, caller_node
+from manager.node_rpc import Identify, abort_with, caller_node, peer_host
 from shoal.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 METHODS = ("Session", "Heartbeat", "UpdateTaskStatus", "Assignments")
@@ -45,15 +45,6 @@ STATUS_CODES: dict[type[DispatcherError], grpc.StatusCode] = {
     InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
     NotYourTask: grpc.StatusCode.PERMISSION_DENIED,
 }
-
-
-def peer_host(peer: str) -> str:
-    """The address part of a gRPC peer string ("ipv4:10.0.0.2:4242" -> "10.0.0.2")."""
-    scheme, _, rest = peer.partition(":")
-    if scheme not in ("ipv4", "ipv6"):
-        return ""
-    host = rest.rpartition(":")[0]
-    return host.removeprefix("[").removesuffix("]")
 
 
 class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServicer):

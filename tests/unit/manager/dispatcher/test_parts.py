@@ -11,7 +11,7 @@ from manager.dispatcher import ConfigError, DispatcherConfig, RateLimited
 from manager.dispatcher.assignments import AssignmentSet, joins
 from manager.dispatcher.heartbeats import HeartbeatDeadlines, jittered
 from manager.dispatcher.rate_limit import RegistrationLimiter
-from manager.dispatcher.servicer import peer_host
+from manager.node_rpc import peer_host
 from manager.store import Event, EventAction, Kind
 from shoal.v1 import dispatcher_pb2, objects_pb2, types_pb2
 
