@@ -183,22 +183,27 @@ class Session:
         """Apply messages until one does not follow the last; True if any increment did."""
         holding: str | None = None
         applied_increment = False
+        chunks: list[Any] = []  # changes of a message sent in chunks, so far
         while True:
             message = await stream.read()
             if message is grpc.aio.EOF:
                 raise SessionEnded("the dispatcher closed the assignment stream")
-            if message.type == Msg.COMPLETE:
-                await self._sink.assign(_tasks(message.changes, Change.UPDATE))
-                await self._sink.peers(_peers(message.changes, Change.UPDATE), [], complete=True)
-            elif message.applies_to != holding:
-                return applied_increment
-            else:
-                removed = [t.id for t in _tasks(message.changes, Change.REMOVE)]
-                await self._sink.update(_tasks(message.changes, Change.UPDATE), removed)
-                gone = [p.network_id for p in _peers(message.changes, Change.REMOVE)]
-                await self._sink.peers(_peers(message.changes, Change.UPDATE), gone)
-                applied_increment = True
+            if message.applies_to != holding and (chunks or message.type != Msg.COMPLETE):
+                return applied_increment  # a chunk or an increment that does not follow
             holding = message.results_in
+            chunks.extend(message.changes)
+            if message.more:
+                continue
+            changes, chunks = chunks, []
+            if message.type == Msg.COMPLETE:
+                await self._sink.assign(_tasks(changes, Change.UPDATE))
+                await self._sink.peers(_peers(changes, Change.UPDATE), [], complete=True)
+            else:
+                removed = [t.id for t in _tasks(changes, Change.REMOVE)]
+                await self._sink.update(_tasks(changes, Change.UPDATE), removed)
+                gone = [p.network_id for p in _peers(changes, Change.REMOVE)]
+                await self._sink.peers(_peers(changes, Change.UPDATE), gone)
+                applied_increment = True
 
     async def _report(self, stub: Any) -> None:
         while True:

@@ -21,6 +21,7 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from common.grpc_limits import MESSAGE_LIMITS
 from manager import cluster_state
 from manager.allocator import Allocator
 from manager.ca.auth import AuthorizationInterceptor, Authorizer, Policy
@@ -59,6 +60,8 @@ from manager.store import NotLeader, Store
 from shoal.v1 import objects_pb2, raft_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+JOIN_STREAMS_PER_PEER = 16
 
 CLUSTER_WAIT_SECONDS = 60.0
 
@@ -224,8 +227,13 @@ class Manager:
 
         def build(tls: ReloadableServerCredentials, address: str) -> grpc.aio.Server:
             assert self.authorizer is not None
+            options = list(MESSAGE_LIMITS)
+            if address == self.config.join_address:
+                # Open to nodes without a certificate: a bounded number of streams each.
+                options.append(("grpc.max_concurrent_streams", JOIN_STREAMS_PER_PEER))
             server = grpc.aio.server(
-                interceptors=[AuthorizationInterceptor(self.authorizer, policies)]
+                interceptors=[AuthorizationInterceptor(self.authorizer, policies)],
+                options=options,
             )
             assert self.ca is not None
             add_ca_services(server, self.ca, registry, self.authorizer)
@@ -280,7 +288,7 @@ class Manager:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=MESSAGE_LIMITS)
         add_control_service(server, self.control)
         add_logs_service(server, self.log_broker, self._leader_channel)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from common.grpc_limits import MESSAGE_LIMITS
 from shoal.v1 import control_pb2_grpc
 from swarmctl.errors import SwarmctlError
 
@@ -43,7 +44,7 @@ def _read(path: Path) -> bytes:
 
 def open_channel(target: Target) -> grpc.Channel:
     if target.host is None:
-        return grpc.insecure_channel(f"unix://{target.socket}")
+        return grpc.insecure_channel(f"unix://{target.socket}", MESSAGE_LIMITS)
     if target.tls_dir is None:
         raise SwarmctlError("--host needs --tls-dir (a directory holding certificates/)")
     certs = target.tls_dir / "certificates"
@@ -52,7 +53,7 @@ def open_channel(target: Target) -> grpc.Channel:
         private_key=_read(certs / "node.key"),
         certificate_chain=_read(certs / "node.crt"),
     )
-    options = [("grpc.ssl_target_name_override", MANAGER_SERVER_NAME)]
+    options = [("grpc.ssl_target_name_override", MANAGER_SERVER_NAME), *MESSAGE_LIMITS]
     return grpc.secure_channel(target.host, credentials, options)
 
 

@@ -21,6 +21,7 @@ from manager.store import (
     Store,
     StoreError,
     Subscription,
+    TransactionTooLarge,
     VersionConflict,
     WatchClosed,
 )
@@ -74,9 +75,25 @@ class Allocator:
         """Allocate all pending work; what a refused transaction held waits for the next
         event (the write that won the race is one)."""
         while work := state.take_work(self._chunk):
-            if not await self._commit(state, work):
-                state.requeue(work)
+            if not await self._commit_split(state, work):
                 return
+
+    async def _commit_split(self, state: AllocatorState, work: list[WorkItem]) -> bool:
+        """Commit `work`, halving it while one transaction would be too large (large tasks);
+        what is not committed goes back on the queue."""
+        try:
+            if await self._commit(state, work):
+                return True
+        except TransactionTooLarge:
+            if len(work) > 1:
+                half = len(work) // 2
+                if not await self._commit_split(state, work[:half]):
+                    state.requeue(work[half:])
+                    return False
+                return await self._commit_split(state, work[half:])
+            log.warning("allocator: one item's transaction is too large: %s", work[0])
+        state.requeue(work)
+        return False
 
     async def _commit(self, state: AllocatorState, work: list[WorkItem]) -> bool:
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -86,6 +103,9 @@ class Allocator:
             )
             try:
                 await self._store.update(allocate)
+            except TransactionTooLarge:
+                journal.rollback()
+                raise
             except StoreError as exc:
                 journal.rollback()
                 log.info("allocator: attempt %d/%d refused: %s", attempt, COMMIT_ATTEMPTS, exc)

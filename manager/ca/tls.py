@@ -23,13 +23,15 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 
+from common.grpc_limits import MESSAGE_LIMITS
 from manager.ca.roles import Role
 
 # Certificates name nodes, not addresses: a node dialling a manager checks that the server
 # holds a manager certificate of the cluster, whatever its address.
 MANAGER_SERVER_NAME = Role.MANAGER.ou
-MANAGER_CHANNEL_OPTIONS: tuple[tuple[str, str], ...] = (
+MANAGER_CHANNEL_OPTIONS: tuple[tuple[str, str | int], ...] = (
     ("grpc.ssl_target_name_override", MANAGER_SERVER_NAME),
+    *MESSAGE_LIMITS,
 )
 
 

@@ -25,6 +25,9 @@ from shoal.v1 import dispatcher_pb2, objects_pb2
 
 log = logging.getLogger(__name__)
 
+# Each message's changes stay well below gRPC's limits (common.grpc_limits), and a large
+# set does not wait on one huge message.
+CHUNK_BYTES = 1 << 20
 COMPLETE = dispatcher_pb2.AssignmentsMessage.COMPLETE
 INCREMENTAL = dispatcher_pb2.AssignmentsMessage.INCREMENTAL
 
@@ -52,11 +55,12 @@ class AssignmentStream:
                 predicate=self._concerns_node,
             )
             try:
-                yield self._message(COMPLETE, assignments.complete())
+                for message in self._messages(COMPLETE, assignments.complete()):
+                    yield message
                 while True:
                     changes = await self._next_batch(assignments, events, session)
-                    if changes:
-                        yield self._message(INCREMENTAL, changes)
+                    for message in self._messages(INCREMENTAL, changes):
+                        yield message
             except WatchClosed as exc:
                 log.info(
                     "dispatcher: assignments of node %s resent in full: %s", self._node_id, exc
@@ -109,14 +113,37 @@ class AssignmentStream:
             raise ended.result()
         return None
 
-    def _message(
+    def _messages(
         self,
         kind: dispatcher_pb2.AssignmentsMessage.Type.ValueType,
         changes: list[dispatcher_pb2.AssignmentChange],
-    ) -> dispatcher_pb2.AssignmentsMessage:
-        self._sequence += 1
+    ) -> list[dispatcher_pb2.AssignmentsMessage]:
+        """`changes` in messages of at most `CHUNK_BYTES` each (a change larger than that
+        alone), chained; all but the last say `more`. No changes: no message, unless it is
+        a COMPLETE (empty) set."""
+        chunks: list[list[dispatcher_pb2.AssignmentChange]] = [[]]
+        size = 0
+        for change in changes:
+            change_size = change.ByteSize()
+            if chunks[-1] and size + change_size > CHUNK_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(change)
+            size += change_size
+        if not changes and kind == INCREMENTAL:
+            return []
         self._sent_at = self._clock.now()
-        applies_to, self._last = self._last, f"{self._stream_id}.{self._sequence}"
-        return dispatcher_pb2.AssignmentsMessage(
-            type=kind, applies_to=applies_to, results_in=self._last, changes=changes
-        )
+        messages = []
+        for number, chunk in enumerate(chunks, start=1):
+            self._sequence += 1
+            applies_to, self._last = self._last, f"{self._stream_id}.{self._sequence}"
+            messages.append(
+                dispatcher_pb2.AssignmentsMessage(
+                    type=kind,
+                    applies_to=applies_to,
+                    results_in=self._last,
+                    changes=chunk,
+                    more=number < len(chunks),
+                )
+            )
+        return messages

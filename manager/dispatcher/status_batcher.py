@@ -27,7 +27,7 @@ from manager.dispatcher import metrics
 from manager.dispatcher.errors import DispatcherError, StoreUnavailable
 from manager.dispatcher.validation import StatusUpdate, state_name
 from manager.dispatcher.waiting import first_done
-from manager.store import Store, StoreError, WriteTx
+from manager.store import Store, StoreError, TransactionTooLarge, WriteTx
 from shoal.v1 import objects_pb2, types_pb2
 
 log = logging.getLogger(__name__)
@@ -153,20 +153,36 @@ class StatusBatcher:
         metrics.STATUS_UPDATES_QUEUED.set(items)
 
     async def _commit(self, batch: list[_Submission]) -> None:
+        try:
+            await self._commit_parts(batch)
+        except StoreError as error:
+            self._failed(batch, error)
+            return
+        for submission in batch:
+            _resolve(submission.done, None)
+
+    async def _commit_parts(self, batch: Sequence[_Submission]) -> None:
+        """Commit the batch's updates, in halves while a transaction would be too large
+        (the updates of large tasks: each rewrites its whole task)."""
         try:  # a concurrent write to one of the tasks: redone on the newer tasks
             result = await self._store.update_redone(
                 functools.partial(_apply, batch), COMMIT_ATTEMPTS
             )
-        except StoreError as error:
-            self._failed(batch, error)
+        except TransactionTooLarge:
+            pieces = [
+                _Submission(s.node_id, [update], s.done) for s in batch for update in s.updates
+            ]
+            if len(pieces) <= 1:
+                raise
+            half = len(pieces) // 2
+            await self._commit_parts(pieces[:half])
+            await self._commit_parts(pieces[half:])
             return
         applied = result.value
         for outcome, count in applied.counts.items():
             metrics.STATUS_UPDATES.labels(result=outcome).inc(count)
         for delay in applied.delays:
             metrics.SCHEDULING_DELAY_SECONDS.observe(delay)
-        for submission in batch:
-            _resolve(submission.done, None)
 
     def _failed(self, batch: list[_Submission], error: StoreError) -> None:
         log.warning("dispatcher: a batch of task status updates was not committed: %s", error)

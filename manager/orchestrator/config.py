@@ -6,6 +6,10 @@ import math
 from dataclasses import dataclass, fields
 
 from manager.orchestrator.errors import OrchestratorConfigError
+from shoal.v1 import specs_pb2
+
+# What a task holds beyond its spec: ids, names, status, endpoint, networks (generous).
+TASK_OVERHEAD_BYTES = 2048
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class OrchestratorConfig:
     # Task creations and desired-state changes per store transaction (one raft entry); a
     # reconciliation that needs more goes on in further transactions.
     max_changes_per_transaction: int = 500
+    # And bytes: under raft's limit on one entry (RaftConfig.max_proposal_bytes, 1.5 MiB),
+    # so a service of large tasks is reconciled in several transactions, never refused.
+    max_transaction_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -49,6 +56,13 @@ class OrchestratorConfig:
                 f"orchestrator setting max_retry_delay_s ({self.max_retry_delay_s}) is below "
                 f"retry_delay_s ({self.retry_delay_s})"
             )
+
+    def changes_for(self, spec: specs_pb2.TaskSpec) -> int:
+        """Changes to tasks of this spec one transaction may hold (each writes a whole task:
+        about its spec, plus its status and the rest)."""
+        task_bytes = spec.ByteSize() + TASK_OVERHEAD_BYTES
+        by_size = self.max_transaction_bytes // task_bytes
+        return max(1, min(self.max_changes_per_transaction, by_size))
 
     def retry_delay(self, refusals: int) -> float:
         """The wait before trying again after `refusals` (>= 1) refusals in a row."""

@@ -78,7 +78,7 @@ class GlobalOrchestrator(ModeOrchestrator):
         self, tx: WriteTx, tally: Tally, service: objects_pb2.Service, now: float, revive: bool
     ) -> bool:
         """The service on every node."""
-        limit = self.config.max_changes_per_transaction
+        limit = self.config.changes_for(service.spec.task)
         tasks = [t for t in tx.find(objects_pb2.Task, "service", service.id) if self.owns(t)]
         nodes: dict[str, objects_pb2.Node | None] = {
             node.id: node for node in tx.list(objects_pb2.Node)

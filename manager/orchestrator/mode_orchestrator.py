@@ -166,11 +166,10 @@ class ModeOrchestrator(Reconciler[Work]):
         service = self.live_service(tx, service_id)
         if service is not None:
             return self.keep_service(tx, tally, service, now, revive)
-        limit = self.config.max_changes_per_transaction
         for task in tx.find(objects_pb2.Task, "service", service_id):
             if not self.owns(task):
                 continue
-            if tally.total >= limit:
+            if tally.total >= self.config.changes_for(task.spec):
                 return True
             set_desired(tx, task, types_pb2.REMOVE, tally, "service removed")
         return False

@@ -93,7 +93,7 @@ class ReplicatedOrchestrator(ModeOrchestrator):
     def keep_service(
         self, tx: WriteTx, tally: Tally, service: objects_pb2.Service, now: float, revive: bool
     ) -> bool:
-        limit = self.config.max_changes_per_transaction
+        limit = self.config.changes_for(service.spec.task)
 
         def slot_groups() -> dict[SlotKey, list[objects_pb2.Task]]:
             return group_by_slot(

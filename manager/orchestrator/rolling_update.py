@@ -298,7 +298,9 @@ class RollingUpdate:
             return batch
 
         batch = []
-        step = max(1, self.config.max_changes_per_transaction // 2)  # two changes per slot
+        service = self.store.view(lambda tx: tx.get(objects_pb2.Service, self.service_id))
+        per_transaction = self.config.changes_for(service.spec.task) if service else 1
+        step = max(1, per_transaction // 2)  # two changes per slot
         for start in range(0, len(keys), step):
             batch += await commit(self.store, partial(replace, keys[start : start + step]))
         for tracked in batch:

@@ -26,7 +26,14 @@ from manager.raft.leadership import Leadership, LeadershipWatch
 from manager.raft.node import RaftNode
 from manager.raft.read_barrier import SharedRounds
 from manager.raft.ticker import TickThread
-from manager.store import ApplyResult, NotLeader, ProposalFailed, ProposalOutcomeUnknown, Store
+from manager.store import (
+    ApplyResult,
+    NotLeader,
+    ProposalFailed,
+    ProposalOutcomeUnknown,
+    Store,
+    TransactionTooLarge,
+)
 from manager.store.errors import StoreError
 from manager.store.proposer import SequenceSource
 from shoal.v1 import store_pb2
@@ -121,7 +128,7 @@ class Raft:
         self._sequences.stamp(actions)
         data = actions.SerializeToString()
         if len(data) > self.config.max_proposal_bytes:
-            raise ProposalFailed(
+            raise TransactionTooLarge(
                 f"store transaction of {len(data)} bytes is larger than the limit of "
                 f"{self.config.max_proposal_bytes}; split it"
             )

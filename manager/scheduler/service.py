@@ -15,7 +15,16 @@ from collections.abc import Callable, Sequence
 
 from manager.scheduler.driver import Scheduler
 from manager.scheduler.scheduler import Assignment, Decisions, Unschedulable
-from manager.store import Event, EventAction, Kind, ReadTx, Store, StoreError, WriteTx
+from manager.store import (
+    Event,
+    EventAction,
+    Kind,
+    ReadTx,
+    Store,
+    StoreError,
+    TransactionTooLarge,
+    WriteTx,
+)
 from shoal.v1 import objects_pb2, types_pb2
 
 CHUNK = 500  # tasks per store transaction
@@ -124,6 +133,14 @@ class SchedulerService:
 
         try:
             lost = (await self.store.update(write)).value
+        except TransactionTooLarge:
+            if len(assigned) + len(unschedulable) <= 1:
+                raise  # one task's write: nothing to split
+            # Large tasks: half the decisions each time, until each part fits.
+            half_a, half_u = len(assigned) // 2, len(unschedulable) // 2
+            await self._commit_chunk(assigned[:half_a], unschedulable[:half_u])
+            await self._commit_chunk(assigned[half_a:], unschedulable[half_u:])
+            return
         except StoreError as exc:  # another write won a race: take the tasks as they are now
             log.info("scheduler batch refused (%s); trying those tasks again", exc)
             ids = [a.task_id for a in assigned]

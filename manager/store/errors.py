@@ -64,6 +64,10 @@ class ProposalFailed(StoreError):
     """The proposal was not committed (queue full, node failed, refused...)."""
 
 
+class TransactionTooLarge(ProposalFailed):
+    """Larger than one raft entry may be: the writer splits it and tries each part."""
+
+
 class ProposalOutcomeUnknown(StoreError):
     """The proposal may or may not have committed; propose the same StoreActions again
     (same proposer_id and sequence): a retry never applies twice."""

@@ -407,6 +407,7 @@ class AssignmentsMessage(_message.Message):
     APPLIES_TO_FIELD_NUMBER: _builtins.int
     RESULTS_IN_FIELD_NUMBER: _builtins.int
     CHANGES_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
     type: Global___AssignmentsMessage.Type.ValueType
     applies_to: _builtins.str
     """results_in of the previous message; empty for the first. On a mismatch
@@ -414,6 +415,11 @@ class AssignmentsMessage(_message.Message):
     """
     results_in: _builtins.str
     """Identifies the set after this message."""
+    more: _builtins.bool
+    """The set (or the batch of changes) goes on in the next message: one too large for a
+    single message is sent in chunks, which the agent applies together once a message
+    without `more` ends them.
+    """
     @_builtins.property
     def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AssignmentChange]: ...
     def __init__(
@@ -423,10 +429,11 @@ class AssignmentsMessage(_message.Message):
         applies_to: _builtins.str = ...,
         results_in: _builtins.str = ...,
         changes: _abc.Iterable[Global___AssignmentChange] | None = ...,
+        more: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applies_to", b"applies_to", "changes", b"changes", "results_in", b"results_in", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applies_to", b"applies_to", "changes", b"changes", "more", b"more", "results_in", b"results_in", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

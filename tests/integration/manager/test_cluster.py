@@ -146,6 +146,26 @@ def test_a_global_service_runs_one_task_on_every_node(swarm: SwarmCluster) -> No
     )
 
 
+def test_a_node_with_more_than_4_mib_of_tasks_gets_them_all(swarm: SwarmCluster) -> None:
+    """40 tasks of 240 KiB each (specs are at most 256 KiB) over 2 agents: each agent's
+    set (about 4.8 MB) is past
+    gRPC's default 4 MiB message limit, and so is the task list swarmctl reads. Both go
+    through (chunked assignments, 128 MiB limits as SwarmKit's)."""
+    leader = swarm.lab.machines[0]
+    spec = specs_pb2.ServiceSpec()
+    spec.annotations.name = "heavy"
+    spec.task.container.image = "busybox:1"
+    for part in range(2):  # an env entry is at most 128 Ki characters
+        spec.task.container.env.append(f"PAYLOAD{part}=" + "x" * (120 << 10))
+    spec.replicated_service.replicas = 40
+    with grpc.insecure_channel(f"unix://{swarm.state_dir(leader) / 'swarmd.sock'}") as channel:
+        control_pb2_grpc.ControlStub(channel).CreateService(
+            control_pb2.CreateServiceRequest(spec=spec), timeout=30
+        )
+    found = until_running(swarm, leader, "heavy", 40, "40 heavy tasks running")
+    assert len({t["node_id"] for t in found}) == 2
+
+
 def _agent_node(swarm: SwarmCluster, index: int) -> str:
     """The node id of the fake agent on lab machine `index`, from its identity file."""
     state = swarm.lab.machines[index].state_dir / "fake-agent" / "node.json"

@@ -254,3 +254,32 @@ async def test_statuses_reported_while_disconnected_wait_for_a_session(
     await until_async(lambda: len(m1.recorded.sessions) >= 2, "a retried session")
     m1.stall_sessions = False
     await until_async(lambda: m1.recorded.states("a") == [TS.COMPLETE], "the status delivered")
+
+
+def _update(task_id: str) -> dispatcher_pb2.AssignmentChange:
+    return dispatcher_pb2.AssignmentChange(
+        assignment=dispatcher_pb2.Assignment(task=task(task_id)),
+        action=dispatcher_pb2.AssignmentChange.UPDATE,
+    )
+
+
+async def test_a_set_sent_in_chunks_is_applied_once_whole(cluster: Cluster) -> None:
+    """A set or a batch too large for one message comes in chained chunks (`more`): the
+    agent applies them together, never a first chunk as if it were the whole set (which
+    would stop every task of the later chunks)."""
+    msg = dispatcher_pb2.AssignmentsMessage
+    m1 = await cluster.manager("m1")
+    m1.set_task(task("a"))
+    cluster.connect("m1")
+    await until_async(lambda: cluster.sink.complete == [["a"]], "the complete set")
+    for message in (
+        msg(type=msg.COMPLETE, results_in="c1", changes=[_update("b")], more=True),
+        msg(type=msg.COMPLETE, applies_to="c1", results_in="c2", changes=[_update("c")]),
+        msg(type=msg.INCREMENTAL, applies_to="c2", results_in="i1", changes=[_update("d")],
+            more=True),
+        msg(type=msg.INCREMENTAL, applies_to="i1", results_in="i2", changes=[_update("e")]),
+    ):  # fmt: skip
+        m1.send_assignments(message)
+    await until_async(lambda: cluster.sink.increments, "the chunked increment applied")
+    assert cluster.sink.complete == [["a"], ["b", "c"]]
+    assert cluster.sink.increments == [(["d", "e"], [])]

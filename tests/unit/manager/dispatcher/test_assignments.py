@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import grpc
 import pytest
 
+from manager.dispatcher.assignment_stream import CHUNK_BYTES
 from manager.store import Store, WriteTx
 from shoal.v1 import dispatcher_pb2, objects_pb2, types_pb2
 
@@ -326,5 +328,32 @@ async def test_tasks_not_yet_assigned_are_not_sent(harness: Harness, state: int)
     agent, session_call, session_id = await connect(harness)
     call = agent.assignments(session_id)
     assert not (await read(call)).changes
+    call.cancel()
+    session_call.cancel()  # type: ignore[attr-defined]
+
+
+async def test_a_set_larger_than_a_message_comes_in_chained_chunks(harness: Harness) -> None:
+    """24 tasks of 300 KiB each (7 MiB: gRPC's default limit is 4 MiB) arrive as chunks of
+    at most CHUNK_BYTES, chained, all but the last saying `more`; together they are the
+    whole set."""
+    big = [task("n1", types_pb2.RUNNING) for _ in range(24)]
+    for item in big:
+        item.spec.container.env.append("PAYLOAD=" + "x" * (300 << 10))
+    await put(harness.store, node("n1"), *big)
+    agent, session_call, session_id = await connect(harness)
+    call = agent.assignments(session_id)
+    chunks = [await read(call)]
+    while chunks[-1].more:
+        chunks.append(await read(call))
+    assert len(chunks) > 2
+    assert {c.type for c in chunks} == {COMPLETE}
+    for previous, chunk in itertools.pairwise(chunks):
+        assert chunk.applies_to == previous.results_in
+    assert all(
+        sum(c.ByteSize() for c in chunk.changes) <= CHUNK_BYTES or len(chunk.changes) == 1
+        for chunk in chunks
+    )
+    sent = {change.assignment.task.id for chunk in chunks for change in chunk.changes}
+    assert sent == {item.id for item in big}
     call.cancel()
     session_call.cancel()  # type: ignore[attr-defined]

@@ -136,3 +136,20 @@ def test_the_agenda_keeps_the_earliest_time_and_hands_out_due_keys() -> None:
     assert "late" in agenda and len(agenda) == 1
     assert agenda.take_due(10.0) == ["late"]
     assert agenda.next_at() is None and agenda.take_due(100.0) == []
+
+
+def test_a_transaction_holds_fewer_changes_of_larger_tasks() -> None:
+    """Each change writes a whole task: 40 tasks of 240 KiB in one transaction (about 10 MB)
+    would pass raft's limit on one entry and be refused for ever."""
+    config = OrchestratorConfig(max_changes_per_transaction=500, max_transaction_bytes=1 << 20)
+    small = specs_pb2.TaskSpec()
+    small.container.image = "busybox"
+    assert config.changes_for(small) == 500
+    large = specs_pb2.TaskSpec()
+    large.container.env.extend(["A=" + "x" * (120 << 10), "B=" + "x" * (120 << 10)])
+    per_transaction = config.changes_for(large)
+    assert 1 <= per_transaction <= 4
+    assert per_transaction * (large.ByteSize() + 2048) <= 1 << 20
+    huge = specs_pb2.TaskSpec()
+    huge.container.env.append("A=" + "x" * (2 << 20))
+    assert config.changes_for(huge) == 1  # alone, it is up to raft to take or refuse it
