@@ -12,6 +12,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from shoal.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
@@ -256,3 +257,252 @@ class ResolveAddressResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveAddressResponse: _TypeAlias = ResolveAddressResponse  # noqa: Y015
+
+@_typing.final
+class RaftEntry(_message.Message):
+    """-- The consensus core's own wire and disk format (manager/raft/core, codec.py) --------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RaftEntry._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        NORMAL: RaftEntry._Kind.ValueType  # 0
+        """a store action batch (empty: a new leader's no-op)"""
+        CONFIG: RaftEntry._Kind.ValueType  # 1
+        """a membership change (RaftConfigChange)"""
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    NORMAL: RaftEntry.Kind.ValueType  # 0
+    """a store action batch (empty: a new leader's no-op)"""
+    CONFIG: RaftEntry.Kind.ValueType  # 1
+    """a membership change (RaftConfigChange)"""
+
+    TERM_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    index: _builtins.int
+    kind: Global___RaftEntry.Kind.ValueType
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        index: _builtins.int = ...,
+        kind: Global___RaftEntry.Kind.ValueType = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "index", b"index", "kind", b"kind", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftEntry: _TypeAlias = RaftEntry  # noqa: Y015
+
+@_typing.final
+class RaftMembershipConfig(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOTERS_FIELD_NUMBER: _builtins.int
+    LEARNERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def voters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def learners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Members that follow the log without voting (new managers catching up)."""
+
+    def __init__(
+        self,
+        *,
+        voters: _abc.Iterable[_builtins.str] | None = ...,
+        learners: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["learners", b"learners", "voters", b"voters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftMembershipConfig: _TypeAlias = RaftMembershipConfig  # noqa: Y015
+
+@_typing.final
+class RaftConfigChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RaftConfigChange._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        ADD_LEARNER: RaftConfigChange._Kind.ValueType  # 0
+        PROMOTE: RaftConfigChange._Kind.ValueType  # 1
+        REMOVE: RaftConfigChange._Kind.ValueType  # 2
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    ADD_LEARNER: RaftConfigChange.Kind.ValueType  # 0
+    PROMOTE: RaftConfigChange.Kind.ValueType  # 1
+    REMOVE: RaftConfigChange.Kind.ValueType  # 2
+
+    KIND_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
+    kind: Global___RaftConfigChange.Kind.ValueType
+    node: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: Global___RaftConfigChange.Kind.ValueType = ...,
+        node: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftConfigChange: _TypeAlias = RaftConfigChange  # noqa: Y015
+
+@_typing.final
+class RaftSnapshotMeta(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    term: _builtins.int
+    @_builtins.property
+    def membership(self) -> Global___RaftMembershipConfig: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        term: _builtins.int = ...,
+        membership: Global___RaftMembershipConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "membership", b"membership", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftSnapshotMeta: _TypeAlias = RaftSnapshotMeta  # noqa: Y015
+
+@_typing.final
+class RaftHardState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    VOTE_FIELD_NUMBER: _builtins.int
+    COMMIT_FIELD_NUMBER: _builtins.int
+    term: _builtins.int
+    vote: _builtins.str
+    commit: _builtins.int
+    def __init__(
+        self,
+        *,
+        term: _builtins.int = ...,
+        vote: _builtins.str = ...,
+        commit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "term", b"term", "vote", b"vote"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftHardState: _TypeAlias = RaftHardState  # noqa: Y015
+
+@_typing.final
+class RaftMessage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Type:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _TypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RaftMessage._Type.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        PRE_VOTE: RaftMessage._Type.ValueType  # 0
+        PRE_VOTE_RESP: RaftMessage._Type.ValueType  # 1
+        VOTE: RaftMessage._Type.ValueType  # 2
+        VOTE_RESP: RaftMessage._Type.ValueType  # 3
+        APPEND: RaftMessage._Type.ValueType  # 4
+        APPEND_RESP: RaftMessage._Type.ValueType  # 5
+        HEARTBEAT: RaftMessage._Type.ValueType  # 6
+        HEARTBEAT_RESP: RaftMessage._Type.ValueType  # 7
+        SNAPSHOT: RaftMessage._Type.ValueType  # 8
+        TIMEOUT_NOW: RaftMessage._Type.ValueType  # 9
+
+    class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
+    PRE_VOTE: RaftMessage.Type.ValueType  # 0
+    PRE_VOTE_RESP: RaftMessage.Type.ValueType  # 1
+    VOTE: RaftMessage.Type.ValueType  # 2
+    VOTE_RESP: RaftMessage.Type.ValueType  # 3
+    APPEND: RaftMessage.Type.ValueType  # 4
+    APPEND_RESP: RaftMessage.Type.ValueType  # 5
+    HEARTBEAT: RaftMessage.Type.ValueType  # 6
+    HEARTBEAT_RESP: RaftMessage.Type.ValueType  # 7
+    SNAPSHOT: RaftMessage.Type.ValueType  # 8
+    TIMEOUT_NOW: RaftMessage.Type.ValueType  # 9
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    SRC_FIELD_NUMBER: _builtins.int
+    DST_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    LOG_TERM_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    COMMIT_FIELD_NUMBER: _builtins.int
+    REJECT_FIELD_NUMBER: _builtins.int
+    HINT_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_DATA_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    type: Global___RaftMessage.Type.ValueType
+    src: _builtins.str
+    dst: _builtins.str
+    term: _builtins.int
+    log_term: _builtins.int
+    index: _builtins.int
+    commit: _builtins.int
+    reject: _builtins.bool
+    hint: _builtins.int
+    snapshot_data: _builtins.bytes
+    force: _builtins.bool
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___RaftEntry]: ...
+    @_builtins.property
+    def snapshot(self) -> Global___RaftSnapshotMeta:
+        """SNAPSHOT: what the snapshot covers; its data travels separately (StreamSnapshot)."""
+
+    def __init__(
+        self,
+        *,
+        type: Global___RaftMessage.Type.ValueType = ...,
+        src: _builtins.str = ...,
+        dst: _builtins.str = ...,
+        term: _builtins.int = ...,
+        log_term: _builtins.int = ...,
+        index: _builtins.int = ...,
+        entries: _abc.Iterable[Global___RaftEntry] | None = ...,
+        commit: _builtins.int = ...,
+        reject: _builtins.bool = ...,
+        hint: _builtins.int = ...,
+        snapshot: Global___RaftSnapshotMeta | None = ...,
+        snapshot_data: _builtins.bytes = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "dst", b"dst", "entries", b"entries", "force", b"force", "hint", b"hint", "index", b"index", "log_term", b"log_term", "reject", b"reject", "snapshot", b"snapshot", "snapshot_data", b"snapshot_data", "src", b"src", "term", b"term", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftMessage: _TypeAlias = RaftMessage  # noqa: Y015
