@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import types_pb2 as shoal_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shoal/v1/raft.proto\x12\x08shoal.v1\x1a\x14shoal/v1/types.proto\"{\n\nRaftMember\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0b\x32\x1a.shoal.v1.RaftMemberStatus\x12\x11\n\traft_addr\x18\x05 \x01(\t\".\n\x0bJoinRequest\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\x12\x11\n\traft_addr\x18\x02 \x01(\t\"q\n\x0cJoinResponse\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12%\n\x07members\x18\x02 \x03(\x0b\x32\x14.shoal.v1.RaftMember\x12\x17\n\x0fremoved_members\x18\x03 \x03(\x04\x12\x10\n\x08raft_key\x18\x04 \x01(\x0c\"2\n\x0cLeaveRequest\x12\"\n\x04node\x18\x01 \x01(\x0b\x32\x14.shoal.v1.RaftMember\"\x0f\n\rLeaveResponse\"*\n\x15StreamSnapshotRequest\x12\x11\n\tmin_index\x18\x01 \x01(\x04\"h\n\rSnapshotChunk\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\"(\n\x15ResolveAddressRequest\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\"&\n\x16ResolveAddressResponse\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\"~\n\tRaftEntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.shoal.v1.RaftEntry.Kind\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x1e\n\x04Kind\x12\n\n\x06NORMAL\x10\x00\x12\n\n\x06\x43ONFIG\x10\x01\"8\n\x14RaftMembershipConfig\x12\x0e\n\x06voters\x18\x01 \x03(\t\x12\x10\n\x08learners\x18\x02 \x03(\t\"\x81\x01\n\x10RaftConfigChange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.shoal.v1.RaftConfigChange.Kind\x12\x0c\n\x04node\x18\x02 \x01(\t\"0\n\x04Kind\x12\x0f\n\x0b\x41\x44\x44_LEARNER\x10\x00\x12\x0b\n\x07PROMOTE\x10\x01\x12\n\n\x06REMOVE\x10\x02\"c\n\x10RaftSnapshotMeta\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x32\n\nmembership\x18\x03 \x01(\x0b\x32\x1e.shoal.v1.RaftMembershipConfig\";\n\rRaftHardState\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04\"\xca\x03\n\x0bRaftMessage\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.shoal.v1.RaftMessage.Type\x12\x0b\n\x03src\x18\x02 \x01(\t\x12\x0b\n\x03\x64st\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x10\n\x08log_term\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12$\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x13.shoal.v1.RaftEntry\x12\x0e\n\x06\x63ommit\x18\x08 \x01(\x04\x12\x0e\n\x06reject\x18\t \x01(\x08\x12\x0c\n\x04hint\x18\n \x01(\x04\x12,\n\x08snapshot\x18\x0b \x01(\x0b\x32\x1a.shoal.v1.RaftSnapshotMeta\x12\x15\n\rsnapshot_data\x18\x0c \x01(\x0c\x12\r\n\x05\x66orce\x18\r \x01(\x08\"\x9f\x01\n\x04Type\x12\x0c\n\x08PRE_VOTE\x10\x00\x12\x11\n\rPRE_VOTE_RESP\x10\x01\x12\x08\n\x04VOTE\x10\x02\x12\r\n\tVOTE_RESP\x10\x03\x12\n\n\x06\x41PPEND\x10\x04\x12\x0f\n\x0b\x41PPEND_RESP\x10\x05\x12\r\n\tHEARTBEAT\x10\x06\x12\x12\n\x0eHEARTBEAT_RESP\x10\x07\x12\x0c\n\x08SNAPSHOT\x10\x08\x12\x0f\n\x0bTIMEOUT_NOW\x10\t2\x81\x01\n\x0eRaftMembership\x12\x35\n\x04Join\x12\x15.shoal.v1.JoinRequest\x1a\x16.shoal.v1.JoinResponse\x12\x38\n\x05Leave\x12\x16.shoal.v1.LeaveRequest\x1a\x17.shoal.v1.LeaveResponse2\xa9\x01\n\x04Raft\x12L\n\x0eStreamSnapshot\x12\x1f.shoal.v1.StreamSnapshotRequest\x1a\x17.shoal.v1.SnapshotChunk0\x01\x12S\n\x0eResolveAddress\x12\x1f.shoal.v1.ResolveAddressRequest\x1a .shoal.v1.ResolveAddressResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shoal/v1/raft.proto\x12\x08shoal.v1\x1a\x14shoal/v1/types.proto\"{\n\nRaftMember\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0b\x32\x1a.shoal.v1.RaftMemberStatus\x12\x11\n\traft_addr\x18\x05 \x01(\t\".\n\x0bJoinRequest\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\x12\x11\n\traft_addr\x18\x02 \x01(\t\"q\n\x0cJoinResponse\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12%\n\x07members\x18\x02 \x03(\x0b\x32\x14.shoal.v1.RaftMember\x12\x17\n\x0fremoved_members\x18\x03 \x03(\x04\x12\x10\n\x08raft_key\x18\x04 \x01(\x0c\"2\n\x0cLeaveRequest\x12\"\n\x04node\x18\x01 \x01(\x0b\x32\x14.shoal.v1.RaftMember\"\x0f\n\rLeaveResponse\"*\n\x15StreamSnapshotRequest\x12\x11\n\tmin_index\x18\x01 \x01(\x04\"h\n\rSnapshotChunk\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\"(\n\x15ResolveAddressRequest\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\"&\n\x16ResolveAddressResponse\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\"\x0f\n\rRaftStreamEnd\"~\n\tRaftEntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.shoal.v1.RaftEntry.Kind\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x1e\n\x04Kind\x12\n\n\x06NORMAL\x10\x00\x12\n\n\x06\x43ONFIG\x10\x01\"8\n\x14RaftMembershipConfig\x12\x0e\n\x06voters\x18\x01 \x03(\t\x12\x10\n\x08learners\x18\x02 \x03(\t\"\x81\x01\n\x10RaftConfigChange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.shoal.v1.RaftConfigChange.Kind\x12\x0c\n\x04node\x18\x02 \x01(\t\"0\n\x04Kind\x12\x0f\n\x0b\x41\x44\x44_LEARNER\x10\x00\x12\x0b\n\x07PROMOTE\x10\x01\x12\n\n\x06REMOVE\x10\x02\"c\n\x10RaftSnapshotMeta\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x32\n\nmembership\x18\x03 \x01(\x0b\x32\x1e.shoal.v1.RaftMembershipConfig\";\n\rRaftHardState\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04\"\xca\x03\n\x0bRaftMessage\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.shoal.v1.RaftMessage.Type\x12\x0b\n\x03src\x18\x02 \x01(\t\x12\x0b\n\x03\x64st\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x10\n\x08log_term\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12$\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x13.shoal.v1.RaftEntry\x12\x0e\n\x06\x63ommit\x18\x08 \x01(\x04\x12\x0e\n\x06reject\x18\t \x01(\x08\x12\x0c\n\x04hint\x18\n \x01(\x04\x12,\n\x08snapshot\x18\x0b \x01(\x0b\x32\x1a.shoal.v1.RaftSnapshotMeta\x12\x15\n\rsnapshot_data\x18\x0c \x01(\x0c\x12\r\n\x05\x66orce\x18\r \x01(\x08\"\x9f\x01\n\x04Type\x12\x0c\n\x08PRE_VOTE\x10\x00\x12\x11\n\rPRE_VOTE_RESP\x10\x01\x12\x08\n\x04VOTE\x10\x02\x12\r\n\tVOTE_RESP\x10\x03\x12\n\n\x06\x41PPEND\x10\x04\x12\x0f\n\x0b\x41PPEND_RESP\x10\x05\x12\r\n\tHEARTBEAT\x10\x06\x12\x12\n\x0eHEARTBEAT_RESP\x10\x07\x12\x0c\n\x08SNAPSHOT\x10\x08\x12\x0f\n\x0bTIMEOUT_NOW\x10\t2\x81\x01\n\x0eRaftMembership\x12\x35\n\x04Join\x12\x15.shoal.v1.JoinRequest\x1a\x16.shoal.v1.JoinResponse\x12\x38\n\x05Leave\x12\x16.shoal.v1.LeaveRequest\x1a\x17.shoal.v1.LeaveResponse2\xa9\x01\n\x04Raft\x12L\n\x0eStreamSnapshot\x12\x1f.shoal.v1.StreamSnapshotRequest\x1a\x17.shoal.v1.SnapshotChunk0\x01\x12S\n\x0eResolveAddress\x12\x1f.shoal.v1.ResolveAddressRequest\x1a .shoal.v1.ResolveAddressResponse2K\n\rRaftTransport\x12:\n\x06Stream\x12\x15.shoal.v1.RaftMessage\x1a\x17.shoal.v1.RaftStreamEnd(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,26 +50,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOLVEADDRESSREQUEST']._serialized_end=602
   _globals['_RESOLVEADDRESSRESPONSE']._serialized_start=604
   _globals['_RESOLVEADDRESSRESPONSE']._serialized_end=642
-  _globals['_RAFTENTRY']._serialized_start=644
-  _globals['_RAFTENTRY']._serialized_end=770
-  _globals['_RAFTENTRY_KIND']._serialized_start=740
-  _globals['_RAFTENTRY_KIND']._serialized_end=770
-  _globals['_RAFTMEMBERSHIPCONFIG']._serialized_start=772
-  _globals['_RAFTMEMBERSHIPCONFIG']._serialized_end=828
-  _globals['_RAFTCONFIGCHANGE']._serialized_start=831
-  _globals['_RAFTCONFIGCHANGE']._serialized_end=960
-  _globals['_RAFTCONFIGCHANGE_KIND']._serialized_start=912
-  _globals['_RAFTCONFIGCHANGE_KIND']._serialized_end=960
-  _globals['_RAFTSNAPSHOTMETA']._serialized_start=962
-  _globals['_RAFTSNAPSHOTMETA']._serialized_end=1061
-  _globals['_RAFTHARDSTATE']._serialized_start=1063
-  _globals['_RAFTHARDSTATE']._serialized_end=1122
-  _globals['_RAFTMESSAGE']._serialized_start=1125
-  _globals['_RAFTMESSAGE']._serialized_end=1583
-  _globals['_RAFTMESSAGE_TYPE']._serialized_start=1424
-  _globals['_RAFTMESSAGE_TYPE']._serialized_end=1583
-  _globals['_RAFTMEMBERSHIP']._serialized_start=1586
-  _globals['_RAFTMEMBERSHIP']._serialized_end=1715
-  _globals['_RAFT']._serialized_start=1718
-  _globals['_RAFT']._serialized_end=1887
+  _globals['_RAFTSTREAMEND']._serialized_start=644
+  _globals['_RAFTSTREAMEND']._serialized_end=659
+  _globals['_RAFTENTRY']._serialized_start=661
+  _globals['_RAFTENTRY']._serialized_end=787
+  _globals['_RAFTENTRY_KIND']._serialized_start=757
+  _globals['_RAFTENTRY_KIND']._serialized_end=787
+  _globals['_RAFTMEMBERSHIPCONFIG']._serialized_start=789
+  _globals['_RAFTMEMBERSHIPCONFIG']._serialized_end=845
+  _globals['_RAFTCONFIGCHANGE']._serialized_start=848
+  _globals['_RAFTCONFIGCHANGE']._serialized_end=977
+  _globals['_RAFTCONFIGCHANGE_KIND']._serialized_start=929
+  _globals['_RAFTCONFIGCHANGE_KIND']._serialized_end=977
+  _globals['_RAFTSNAPSHOTMETA']._serialized_start=979
+  _globals['_RAFTSNAPSHOTMETA']._serialized_end=1078
+  _globals['_RAFTHARDSTATE']._serialized_start=1080
+  _globals['_RAFTHARDSTATE']._serialized_end=1139
+  _globals['_RAFTMESSAGE']._serialized_start=1142
+  _globals['_RAFTMESSAGE']._serialized_end=1600
+  _globals['_RAFTMESSAGE_TYPE']._serialized_start=1441
+  _globals['_RAFTMESSAGE_TYPE']._serialized_end=1600
+  _globals['_RAFTMEMBERSHIP']._serialized_start=1603
+  _globals['_RAFTMEMBERSHIP']._serialized_end=1732
+  _globals['_RAFT']._serialized_start=1735
+  _globals['_RAFT']._serialized_end=1904
+  _globals['_RAFTTRANSPORT']._serialized_start=1906
+  _globals['_RAFTTRANSPORT']._serialized_end=1981
 # @@protoc_insertion_point(module_scope)

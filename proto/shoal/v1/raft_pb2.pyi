@@ -259,6 +259,21 @@ class ResolveAddressResponse(_message.Message):
 Global___ResolveAddressResponse: _TypeAlias = ResolveAddressResponse  # noqa: Y015
 
 @_typing.final
+class RaftStreamEnd(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaftStreamEnd: _TypeAlias = RaftStreamEnd  # noqa: Y015
+
+@_typing.final
 class RaftEntry(_message.Message):
     """-- The consensus core's own wire and disk format (manager/raft/core, codec.py) --------"""
 

@@ -263,3 +263,87 @@ class Raft:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class RaftTransportStub:
+    """RaftTransport carries the consensus core's messages between managers (mTLS, manager
+    role): each manager keeps one stream to each peer and sends its messages down it. The
+    receiver takes the sender's node id from its certificate: a message must name it as
+    `src` and the receiver as `dst`.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Stream = channel.stream_unary(
+                '/shoal.v1.RaftTransport/Stream',
+                request_serializer=shoal_dot_v1_dot_raft__pb2.RaftMessage.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_raft__pb2.RaftStreamEnd.FromString,
+                _registered_method=True)
+
+
+class RaftTransportServicer:
+    """RaftTransport carries the consensus core's messages between managers (mTLS, manager
+    role): each manager keeps one stream to each peer and sends its messages down it. The
+    receiver takes the sender's node id from its certificate: a message must name it as
+    `src` and the receiver as `dst`.
+    """
+
+    def Stream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RaftTransportServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Stream': grpc.stream_unary_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=shoal_dot_v1_dot_raft__pb2.RaftMessage.FromString,
+                    response_serializer=shoal_dot_v1_dot_raft__pb2.RaftStreamEnd.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'shoal.v1.RaftTransport', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('shoal.v1.RaftTransport', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class RaftTransport:
+    """RaftTransport carries the consensus core's messages between managers (mTLS, manager
+    role): each manager keeps one stream to each peer and sends its messages down it. The
+    receiver takes the sender's node id from its certificate: a message must name it as
+    `src` and the receiver as `dst`.
+    """
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/shoal.v1.RaftTransport/Stream',
+            shoal_dot_v1_dot_raft__pb2.RaftMessage.SerializeToString,
+            shoal_dot_v1_dot_raft__pb2.RaftStreamEnd.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -116,3 +116,43 @@ class RaftServicer(metaclass=_abc_1.ABCMeta):
         """Returns the gRPC address of a raft member."""
 
 def add_RaftServicer_to_server(servicer: RaftServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class RaftTransportStub:
+    """RaftTransport carries the consensus core's messages between managers (mTLS, manager
+    role): each manager keeps one stream to each peer and sends its messages down it. The
+    receiver takes the sender's node id from its certificate: a message must name it as
+    `src` and the receiver as `dst`.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> RaftTransportAsyncStub: ...
+    Stream: _grpc.StreamUnaryMultiCallable[_raft_pb2.RaftMessage, _raft_pb2.RaftStreamEnd]
+
+@_typing.type_check_only
+class RaftTransportAsyncStub(RaftTransportStub):
+    """RaftTransport carries the consensus core's messages between managers (mTLS, manager
+    role): each manager keeps one stream to each peer and sends its messages down it. The
+    receiver takes the sender's node id from its certificate: a message must name it as
+    `src` and the receiver as `dst`.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Stream: _aio.StreamUnaryMultiCallable[_raft_pb2.RaftMessage, _raft_pb2.RaftStreamEnd]  # type: ignore[assignment]
+
+class RaftTransportServicer(metaclass=_abc_1.ABCMeta):
+    """RaftTransport carries the consensus core's messages between managers (mTLS, manager
+    role): each manager keeps one stream to each peer and sends its messages down it. The
+    receiver takes the sender's node id from its certificate: a message must name it as
+    `src` and the receiver as `dst`.
+    """
+
+    @_abc_1.abstractmethod
+    def Stream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_raft_pb2.RaftMessage],
+        context: _ServicerContext,
+    ) -> _typing.Union[_raft_pb2.RaftStreamEnd, _abc.Awaitable[_raft_pb2.RaftStreamEnd]]: ...
+
+def add_RaftTransportServicer_to_server(servicer: RaftTransportServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
