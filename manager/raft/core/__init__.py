@@ -21,6 +21,7 @@ from manager.raft.core.types import (
     Membership,
     Message,
     MsgType,
+    ReadState,
     Ready,
     Snapshot,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "NotLeader",
     "ProposalDropped",
     "Raft",
+    "ReadState",
     "Ready",
     "Role",
     "Snapshot",

@@ -70,6 +70,7 @@ def message_to_proto(message: Message) -> raft_pb2.RaftMessage:
         reject=message.reject,
         hint=message.hint,
         force=message.force,
+        context=message.context,
     )
     if message.snapshot is not None:
         wire.snapshot.CopyFrom(snapshot_meta(message.snapshot))
@@ -103,6 +104,7 @@ def message_from_proto(wire: raft_pb2.RaftMessage) -> Message:
         hint=wire.hint,
         snapshot=snapshot,
         force=wire.force,
+        context=wire.context,
     )
 
 

@@ -31,6 +31,7 @@ from manager.raft.core.types import (
     Membership,
     Message,
     MsgType,
+    ReadState,
     Ready,
     Snapshot,
 )
@@ -61,6 +62,16 @@ class _Progress:
     match: int = 0
     next: int = 1
     recent_active: bool = False
+
+
+@dataclass
+class _Read:
+    """A read the leader confirms with a quorum's heartbeat answers before it may use
+    `index` (it might have been deposed without knowing)."""
+
+    index: int
+    requester: str
+    acks: set[str]
 
 
 _RESPONSES = {
@@ -119,6 +130,9 @@ class Raft:
         self._progress: dict[str, _Progress] = {}
         self._pending_config = 0
         self._transferee = ""
+        self._read_states: list[ReadState] = []
+        self._reads: dict[bytes, _Read] = {}  # leader: reads awaiting a quorum's answers
+        self._early_reads: list[tuple[bytes, str]] = []  # before this term committed
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._timeout = self._random_timeout()
@@ -225,6 +239,22 @@ class Raft:
         else:
             self._send_append(to)
 
+    def read_index(self, context: bytes) -> None:
+        """Ask for a linearizable read named `context` (unique per request): a later Ready
+        brings ReadState(index, context) once `index` covers every write committed before
+        this call; serve the read once `applied` reaches it. Asked of the leader by a
+        follower; lost when leadership changes (ask again). NotLeader when no leader is
+        known."""
+        self._check_no_outstanding()
+        if self.role is Role.LEADER:
+            self._leader_read(context, self.node_id)
+        elif self.leader:
+            self._send(
+                Message(MsgType.READ_INDEX, self.node_id, self.leader, self.term, context=context)
+            )
+        else:
+            raise NotLeader("")
+
     def compact(self, index: int, data: bytes) -> None:
         """The caller's state machine at `index` (applied, durable in its own snapshot): the
         log up to it goes."""
@@ -249,6 +279,7 @@ class Raft:
         if self._unsaved_from <= self.last_index:
             ready.entries = self.entries(self._unsaved_from, self.last_index)
         ready.messages, self._msgs = self._msgs, []
+        ready.read_states, self._read_states = self._read_states, []
         low = max(self.applied + 1, self.first_index)
         if self.commit >= low:
             ready.committed = self.entries(low, self.commit)
@@ -301,6 +332,8 @@ class Raft:
         self._timeout = self._random_timeout()
         self._transferee = ""
         self._progress = {}
+        self._reads = {}  # a read not confirmed in this role is lost: its caller asks again
+        self._early_reads = []
 
     def _become_follower(self, term: int, leader: str) -> None:
         self._reset(term)
@@ -394,6 +427,46 @@ class Raft:
             progress.recent_active = member == self.node_id
         return active >= self.membership.quorum()
 
+    # -- linearizable reads (etcd's ReadIndex) ---------------------------------------------
+
+    def _leader_read(self, context: bytes, requester: str) -> None:
+        if self.term_at(self.commit) != self.term:
+            # Until an entry of this term commits, this leader's commit index may be behind
+            # what an earlier leader committed.
+            self._early_reads.append((context, requester))
+            return
+        if self.membership.quorum() == 1:
+            self._read_ready(self.commit, context, requester)
+            return
+        self._reads[context] = _Read(self.commit, requester, {self.node_id})
+        for member in sorted(self._progress):
+            if member != self.node_id:
+                self._send_heartbeat(member, context)
+
+    def _read_acked(self, context: bytes, voter: str) -> None:
+        read = self._reads.get(context)
+        if read is None or voter not in self.membership.voters:
+            return
+        read.acks.add(voter)
+        if len(read.acks & self.membership.voters) >= self.membership.quorum():
+            del self._reads[context]
+            self._read_ready(read.index, context, read.requester)
+
+    def _read_ready(self, index: int, context: bytes, requester: str) -> None:
+        if requester == self.node_id:
+            self._read_states.append(ReadState(index, context))
+        else:
+            self._send(
+                Message(
+                    MsgType.READ_INDEX_RESP,
+                    self.node_id,
+                    requester,
+                    self.term,
+                    index=index,
+                    context=context,
+                )
+            )
+
     # -- the leader's log and replication --------------------------------------------------
 
     def _append_own(self, kind: EntryKind, data: bytes) -> int:
@@ -436,9 +509,11 @@ class Raft:
         self._send(Message(MsgType.SNAPSHOT, self.node_id, to, self.term, snapshot=snap))
         self._progress[to].next = snap.index + 1
 
-    def _send_heartbeat(self, to: str) -> None:
+    def _send_heartbeat(self, to: str, context: bytes = b"") -> None:
         commit = min(self.commit, self._progress[to].match)
-        self._send(Message(MsgType.HEARTBEAT, self.node_id, to, self.term, commit=commit))
+        self._send(
+            Message(MsgType.HEARTBEAT, self.node_id, to, self.term, commit=commit, context=context)
+        )
 
     def _maybe_commit(self) -> None:
         matches = sorted(
@@ -463,6 +538,10 @@ class Raft:
         newly = self.entries(max(self.commit + 1, self.first_index), index)
         changed = any(e.kind is EntryKind.CONFIG for e in newly)
         self.commit = index
+        if self.role is Role.LEADER and self._early_reads and self.term_at(index) == self.term:
+            early, self._early_reads = self._early_reads, []
+            for context, requester in early:
+                self._leader_read(context, requester)
         if changed:
             self._membership_changed(self._membership_at(index))
         elif self.role is Role.LEADER:
@@ -583,7 +662,11 @@ class Raft:
         elif m.type is MsgType.HEARTBEAT:
             self._heard_from_leader(m)
             self._commit_to(min(m.commit, self.last_index))
-            self._reply(m, MsgType.HEARTBEAT_RESP)
+            self._send(
+                Message(MsgType.HEARTBEAT_RESP, self.node_id, m.src, self.term, context=m.context)
+            )
+        elif m.type is MsgType.READ_INDEX_RESP:
+            self._read_states.append(ReadState(m.index, m.context))
         elif m.type is MsgType.SNAPSHOT:
             self._heard_from_leader(m)
             self._handle_snapshot(m)
@@ -655,6 +738,10 @@ class Raft:
                 self._send_append(m.src)
         elif m.type is MsgType.HEARTBEAT_RESP:
             progress.recent_active = True
+            if m.context:
+                self._read_acked(m.context, m.src)
             if progress.match < self.last_index:
                 progress.next = progress.match + 1
                 self._send_append(m.src)
+        elif m.type is MsgType.READ_INDEX:
+            self._leader_read(m.context, m.src)

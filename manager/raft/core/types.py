@@ -119,6 +119,8 @@ class MsgType(enum.Enum):
     HEARTBEAT_RESP = "heartbeat_resp"
     SNAPSHOT = "snapshot"
     TIMEOUT_NOW = "timeout_now"  # leadership transfer: campaign now
+    READ_INDEX = "read_index"  # a follower asks the leader for a read index
+    READ_INDEX_RESP = "read_index_resp"
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ class Message:
     it could not match, with `hint` its last index). VOTE/PRE_VOTE: `index`/`log_term` the
     candidate's last entry. HEARTBEAT: `commit` min(leader's commit, follower's match).
     `force` on VOTE: a leadership transfer, which members must not refuse for having a
-    leader.
+    leader. `context` names a read (READ_INDEX, its answer, and the heartbeats that
+    confirm the leader for it).
     """
 
     type: MsgType
@@ -145,6 +148,15 @@ class Message:
     hint: int = 0
     snapshot: Snapshot | None = None
     force: bool = False
+    context: bytes = b""
+
+
+@dataclass(frozen=True)
+class ReadState:
+    """A linearizable read may be served once the state machine has applied `index`."""
+
+    index: int
+    context: bytes
 
 
 @dataclass
@@ -164,6 +176,7 @@ class Ready:
     snapshot: Snapshot | None = None
     messages: list[Message] = field(default_factory=list)
     committed: list[Entry] = field(default_factory=list)
+    read_states: list[ReadState] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -172,4 +185,5 @@ class Ready:
             or self.snapshot is not None
             or self.messages
             or self.committed
+            or self.read_states
         )

@@ -454,6 +454,8 @@ class RaftMessage(_message.Message):
         HEARTBEAT_RESP: RaftMessage._Type.ValueType  # 7
         SNAPSHOT: RaftMessage._Type.ValueType  # 8
         TIMEOUT_NOW: RaftMessage._Type.ValueType  # 9
+        READ_INDEX: RaftMessage._Type.ValueType  # 10
+        READ_INDEX_RESP: RaftMessage._Type.ValueType  # 11
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
     PRE_VOTE: RaftMessage.Type.ValueType  # 0
@@ -466,6 +468,8 @@ class RaftMessage(_message.Message):
     HEARTBEAT_RESP: RaftMessage.Type.ValueType  # 7
     SNAPSHOT: RaftMessage.Type.ValueType  # 8
     TIMEOUT_NOW: RaftMessage.Type.ValueType  # 9
+    READ_INDEX: RaftMessage.Type.ValueType  # 10
+    READ_INDEX_RESP: RaftMessage.Type.ValueType  # 11
 
     TYPE_FIELD_NUMBER: _builtins.int
     SRC_FIELD_NUMBER: _builtins.int
@@ -480,6 +484,7 @@ class RaftMessage(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     SNAPSHOT_DATA_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
     type: Global___RaftMessage.Type.ValueType
     src: _builtins.str
     dst: _builtins.str
@@ -491,6 +496,8 @@ class RaftMessage(_message.Message):
     hint: _builtins.int
     snapshot_data: _builtins.bytes
     force: _builtins.bool
+    context: _builtins.bytes
+    """Names a linearizable read (READ_INDEX, its answer, the heartbeats confirming it)."""
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___RaftEntry]: ...
     @_builtins.property
@@ -513,10 +520,11 @@ class RaftMessage(_message.Message):
         snapshot: Global___RaftSnapshotMeta | None = ...,
         snapshot_data: _builtins.bytes = ...,
         force: _builtins.bool = ...,
+        context: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "dst", b"dst", "entries", b"entries", "force", b"force", "hint", b"hint", "index", b"index", "log_term", b"log_term", "reject", b"reject", "snapshot", b"snapshot", "snapshot_data", b"snapshot_data", "src", b"src", "term", b"term", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "context", b"context", "dst", b"dst", "entries", b"entries", "force", b"force", "hint", b"hint", "index", b"index", "log_term", b"log_term", "reject", b"reject", "snapshot", b"snapshot", "snapshot_data", b"snapshot_data", "src", b"src", "term", b"term", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

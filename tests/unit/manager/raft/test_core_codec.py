@@ -51,6 +51,9 @@ PROMOTE_D = ConfigChange(ConfigChangeKind.PROMOTE, "d").encode()
         Message(MsgType.HEARTBEAT, "a", "b", 4, commit=8),
         Message(MsgType.SNAPSHOT, "a", "b", 4, snapshot=Snapshot(20, 3, MEMBERS, b"state")),
         Message(MsgType.TIMEOUT_NOW, "a", "b", 4),
+        Message(MsgType.READ_INDEX, "b", "a", 4, context=b"read-7"),
+        Message(MsgType.READ_INDEX_RESP, "a", "b", 4, index=12, context=b"read-7"),
+        Message(MsgType.HEARTBEAT_RESP, "b", "a", 4, context=b"read-7"),
     ],
 )
 def test_every_message_survives_the_wire(message: Message) -> None:

@@ -79,6 +79,7 @@ from manager.raft.core import (
     NotLeader,
     ProposalDropped,
     Raft,
+    ReadState,
     Ready,
     Role,
     Snapshot,
@@ -324,6 +325,10 @@ class Cluster:
         self.in_flight: list[Message] = []
         self.sides: dict[str, int] = {}  # the partition: a node's side; empty when healed
         self.history = History()
+        # A read's context -> the highest index committed anywhere when it was asked: its
+        # read index may not be below it (no stale read).
+        self.read_floors: dict[bytes, int] = {}
+        self.read_states: dict[str, list[ReadState]] = {}  # node -> reads it had confirmed
         self.stats: Counter[str] = Counter()
         self.log: Callable[[str], None] = lambda event: None  # what flush and quiesce do
         for node_id in ids[: options.voters]:
@@ -406,6 +411,15 @@ class Cluster:
             self.stats["snapshots installed"] += 1
         for entry in ready.committed:
             self._apply(node, entry, raft)
+        for state in ready.read_states:
+            floor = self.read_floors[state.context]
+            if state.index < floor:
+                raise InvariantViolation(
+                    f"stale read on {node_id}: read index {state.index} for "
+                    f"{state.context.decode()}, but {floor} was committed when it was asked"
+                )
+            self.stats["reads confirmed"] += 1
+            self.read_states.setdefault(node_id, []).append(state)
         raft.advance(ready)
         node.dirty = True  # advance may have made more work (a leader's commit)
         self._check_core_matches_disk(node)
@@ -492,6 +506,14 @@ class Cluster:
     def tick_all(self) -> None:
         for node in self.up():
             self.tick(node.node_id)
+
+    def read(self, node_id: str, context: bytes) -> None:
+        """A linearizable read asked on `node_id` (NotLeader when it knows no leader)."""
+        node = self.nodes[node_id]
+        committed = [n.core().commit for n in self.up()] + list(self.history.committed)
+        self.read_floors[context] = max(committed, default=0)
+        node.core().read_index(context)
+        node.dirty = True
 
     def propose(self, node_id: str, data: bytes) -> int:
         node = self.nodes[node_id]
@@ -692,6 +714,7 @@ class Simulation:
         self.cluster.log = self.record
         self.verbose = verbose
         self.proposals = 0
+        self.reads = 0
         self.doing = "start"  # the action under way, for a failure's report
         self.added: set[str] = set()  # spares ever added (a removed node never comes back)
 
@@ -755,6 +778,7 @@ class Simulation:
         "tick_all": 6,
         "tick_one": 2,
         "propose": 6,
+        "read": 3,
         "drop": 2,
         "duplicate": 2,
         "partition": 1,
@@ -833,6 +857,17 @@ class Simulation:
             self.cluster.stats["ProposalDropped"] += 1
             return f"propose {data.decode()} on {node.node_id}: dropped ({exc})"
         return f"propose {data.decode()} on {node.node_id}: index {index}"
+
+    def read(self) -> str:
+        node = self.rng.choice(self.cluster.up())
+        context = f"{self.seed}-read-{self.reads}".encode()
+        self.reads += 1
+        try:
+            self.cluster.read(node.node_id, context)
+        except NotLeader:
+            self.cluster.stats["reads without a leader"] += 1
+            return f"read {context.decode()} on {node.node_id}: no leader known"
+        return f"read {context.decode()} on {node.node_id}"
 
     def partition(self) -> str:
         ids = self.cluster.ids

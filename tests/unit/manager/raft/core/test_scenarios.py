@@ -20,6 +20,7 @@ from manager.raft.core import (
     MsgType,
     NotLeader,
     ProposalDropped,
+    ReadState,
     Role,
 )
 from tests.unit.manager.raft.core.simulation import Cluster, Options
@@ -435,3 +436,33 @@ def test_a_proposal_on_a_follower_names_the_leader() -> None:
     assert known.value.leader == "n1"
     with pytest.raises(NotLeader):
         c.propose_config("n3", ConfigChange(ConfigChangeKind.REMOVE, "n1"))
+
+
+def test_reads_are_confirmed_by_a_quorum_and_a_cut_off_leader_confirms_none() -> None:
+    """ReadIndex: a follower's read goes through the leader, whose commit index is confirmed
+    by a quorum's heartbeat answers. A leader cut off from the majority (check-quorum off,
+    so it still believes it leads) confirms no read: it would miss what the new leader
+    committed."""
+    c = cluster(check_quorum=False)
+    elect(c, "n1")
+    c.propose("n1", b"a")
+    settle(c)
+    c.read("n2", b"first")
+    settle(c)
+    assert c.read_states["n2"] == [ReadState(c.core("n1").commit, b"first")]
+
+    c.partition({"n1"}, {"n2", "n3"})
+    for _ in range(3 * ELECTION):
+        c.tick("n2")
+        c.tick("n3")
+        c.flush()
+    (new,) = [n for n in ("n2", "n3") if c.core(n).role is Role.LEADER]
+    c.propose(new, b"b")
+    settle(c)
+    assert c.core("n1").role is Role.LEADER  # in its own mind
+    c.read("n1", b"stale?")
+    ticks(c, 3)
+    assert "n1" not in c.read_states  # never confirmed
+    c.read(new, b"fresh")
+    settle(c)
+    assert c.read_states[new][-1] == ReadState(c.core(new).commit, b"fresh")
