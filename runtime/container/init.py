@@ -30,7 +30,14 @@ MASKED_FILES = (
     "/proc/sched_debug",
     "/proc/interrupts",
 )
-MASKED_DIRS = ("/proc/acpi", "/proc/asound", "/proc/scsi", "/sys/firmware")
+MASKED_DIRS = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/scsi",
+    "/sys/firmware",
+    # RAPL energy counters: a side channel on what other processes compute (CVE-2020-8694).
+    "/sys/devices/virtual/powercap",
+)
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
