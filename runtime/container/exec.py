@@ -1,6 +1,7 @@
 """`shoal exec`: run another process inside a running container's namespaces and cgroup.
 
-The caller forks; the child joins the container's cgroup and namespaces (the mount namespace
+The caller forks; the child makes itself non-dumpable and closes every descriptor it does
+not need, joins the container's cgroup and namespaces (the mount namespace
 last: it also moves root and cwd into the container), forks again so the new process lands
 in the container's pid namespace, and that grandchild drops privileges like the container's
 own process and execs. The middle process relays the exit status.
@@ -50,8 +51,19 @@ def _child(
     seccomp: libc.SockFprog | None,
     terminal: socket.socket | None,
 ) -> NoReturn:
-    stage = "join cgroup"
+    stage = "hide the host"
     try:
+        # Before anything of the container can see this process (it is the host's Python
+        # until it execs): not dumpable, so a container process cannot open its
+        # /proc/PID/exe (the host interpreter: CVE-2019-5736's pattern), its fds or memory
+        # (that needs CAP_SYS_PTRACE, which containers do not have); the exec'd command is
+        # dumpable again. And no descriptor of the host goes in with it (CVE-2024-21626).
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        keep = {*stdio, error_w}
+        if terminal is not None:
+            keep.add(terminal.fileno())
+        _close_all_but(keep)
+        stage = "join cgroup"
         for procs in plan.cgroup_procs:
             fd = os.open(procs, os.O_WRONLY)
             os.write(fd, b"0")
@@ -99,6 +111,14 @@ def _child(
             os.write(error_w, message.encode()[:4000])
         os._exit(127 if stage == "exec" and isinstance(exc, FileNotFoundError) else 126)
     os._exit(126)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, gone now
+                os.close(fd)
 
 
 def start(

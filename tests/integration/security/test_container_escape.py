@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from runtime.container.spec import ContainerSpec, Mount
 from runtime.image.layer_store import LayerStore
 from tests.integration.local_image import LocalImage
 from tests.integration.runtime.image.crafted import Entry, unpack
+from tests.polling import until
 
 EPERM_TEXT = "Operation not permitted"
 
@@ -295,3 +297,70 @@ def test_a_container_cannot_redirect_its_own_mount_targets_to_the_host(
     logged = "".join(json.loads(line)["log"] for line in path.read_text().splitlines())
     assert logged == cid[:12] + "\n"
     assert list(victim.iterdir()) == []
+
+
+def _exec_output(engine: Engine, cid: str, script: str, scratch: Path) -> tuple[int, str]:
+    """`shoal exec C sh -c script` as root: its exit code and output."""
+    from runtime.container import exec as container_exec
+
+    out = scratch / f"exec-{len(list(scratch.iterdir()))}.out"
+    with open(out, "wb") as sink, open(os.devnull, "rb") as nothing:
+        pid, _ = engine.exec(cid, ["sh", "-c", script], stdio=(nothing.fileno(), sink.fileno(),
+                                                               sink.fileno()))  # fmt: skip
+        code = container_exec.wait(pid)
+    return code, out.read_text()
+
+
+def test_shoal_exec_never_shows_the_host_interpreter_to_the_container(
+    engine_on: Callable[[], Engine], busybox: LocalImage, tmp_path: Path
+) -> None:
+    """`shoal exec` sets up inside the container as the host's Python before it runs the
+    command (CVE-2019-5736's pattern: a container process that opens /proc/PID/exe of that
+    process holds the host's interpreter). Here it is held there, reading a FIFO the
+    container put at /etc/passwd for the user lookup; the container's root finds it in its
+    /proc and must not read where its exe points, nor reach its descriptors."""
+    from runtime.container import exec as container_exec
+
+    engine = engine_on()
+    script = "rm /etc/passwd && mkfifo /etc/passwd && touch /tmp/ready && exec sleep 1000"
+    cid = engine.run(
+        ContainerSpec(image="busybox", command=("sh", "-c", script), network="none"), busybox
+    )
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    try:
+        until(
+            lambda: _exec_output(engine, cid, "test -e /tmp/ready", scratch)[0],
+            "the FIFO in place",
+            holds=lambda code: code == 0,
+        )
+        started: list[int] = []
+        nothing = os.open(os.devnull, os.O_RDWR)
+
+        def held_exec() -> None:  # returns once the command runs, after the FIFO is fed
+            started.append(engine.exec(cid, ["true"], stdio=(nothing,) * 3, user="nobody")[0])
+
+        holder = threading.Thread(target=held_exec)
+        holder.start()
+        probe = (
+            "for p in /proc/[0-9]*; do "
+            "  [ $p = /proc/$$ ] && continue; "
+            "  grep -q python $p/cmdline 2>/dev/null || continue; "
+            "  echo found=$p; readlink $p/exe && echo exe=readable; "
+            "  for f in $p/fd/*; do readlink $f >/dev/null 2>&1 && echo fds=readable && break; "
+            "  done; "
+            "done; true"
+        )
+        seen = until(
+            lambda: _exec_output(engine, cid, probe, scratch)[1],
+            "the held exec process in the container's /proc",
+            holds=lambda out: "found=" in out,
+        )
+        assert "exe=readable" not in seen, seen
+        assert "fds=readable" not in seen, seen
+        _exec_output(engine, cid, "echo nobody:x:65534:65534::/:/bin/false > /etc/passwd", scratch)
+        holder.join(timeout=60)
+        os.close(nothing)
+        assert started and container_exec.wait(started[0]) == 0
+    finally:
+        engine.remove(cid, force=True)
