@@ -21,9 +21,11 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data`, durably: file and directory synced before it returns."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_atomic(path: Path, data: bytes, mode: int = 0o644, make_parents: bool = True) -> None:
+    """Replace `path` with `data`, durably: file and directory synced before it returns.
+    Without `make_parents`, a directory that is gone stays gone (FileNotFoundError)."""
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
@@ -41,8 +43,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
-def write_json(path: Path, obj: Any, mode: int = 0o644) -> None:
-    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode(), mode)
+def write_json(path: Path, obj: Any, mode: int = 0o644, make_parents: bool = True) -> None:
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode(), mode, make_parents)
 
 
 def read_json(path: Path, default: Any) -> Any:

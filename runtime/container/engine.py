@@ -421,7 +421,7 @@ class Engine:
                 "finished_at": now_rfc3339(),
                 "error": f"the shim died without recording the exit{': ' + said if said else ''}",
             }
-            write_json(d.exit_file, record)
+            write_json(d.exit_file, record, make_parents=False)
         metrics.CONTAINER_EXITS.labels("oom" if record.get("oom_killed") else "exit").inc()
         if not self.cleanup_on_exit:
             self.cleanup(d.id)

@@ -88,7 +88,7 @@ class ContainerDir:
         return State(**json.loads(self.state_file.read_text()))
 
     def save_state(self, state: State) -> None:
-        write_json(self.state_file, asdict(state))
+        write_json(self.state_file, asdict(state), make_parents=False)
 
     def exit(self) -> dict[str, Any] | None:
         try:
@@ -118,8 +118,14 @@ class ContainerStore:
     def all(self) -> list[ContainerDir]:
         if not self.root.is_dir():
             return []
-        dirs = [ContainerDir(p) for p in self.root.iterdir() if (p / "config.json").exists()]
-        return sorted(dirs, key=lambda d: d.config_file.stat().st_mtime, reverse=True)
+        found: list[tuple[float, ContainerDir]] = []
+        for path in self.root.iterdir():
+            d = ContainerDir(path)
+            try:
+                found.append((d.config_file.stat().st_mtime, d))
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # not a container (the lock file), or being created or removed
+        return [d for _, d in sorted(found, key=lambda item: item[0], reverse=True)]
 
     def find(self, name_or_id: str) -> ContainerDir:
         """By exact name, exact id, or unique id prefix (like Docker)."""
@@ -127,8 +133,11 @@ class ContainerStore:
             raise NotFound("no container named")
         candidates = self.all()
         for d in candidates:
-            if d.id == name_or_id or d.config().get("name") == name_or_id:
+            if d.id == name_or_id:
                 return d
+            with contextlib.suppress(FileNotFoundError):  # one removed meanwhile
+                if d.config().get("name") == name_or_id:
+                    return d
         matches = [d for d in candidates if d.id.startswith(name_or_id)]
         if len(matches) == 1:
             return matches[0]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from runtime.container.cgroups import Limits
@@ -66,3 +70,41 @@ def test_process_follows_docker_rules() -> None:
     assert overridden.argv == ("/bin/sh",)
     with pytest.raises(ContainerError, match="no command"):
         resolve_process(ContainerSpec("i"), {"config": {}}, "h")
+
+
+def test_listing_containers_survives_one_removed_meanwhile(tmp_path: Path) -> None:
+    """A container directory whose config goes between the listing and its stat (another
+    thread removing it) is left out, not an error for every other container's lookup."""
+    from runtime.container.store import ContainerStore
+
+    store = ContainerStore(tmp_path)
+    (tmp_path / ".lock").write_text("")  # the store's lock file, no container
+    for name in ("keep", "going"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(f'{{"name": "{name}"}}')
+    going = tmp_path / "going" / "config.json"
+    real_exists, real_stat = Path.exists, Path.stat
+
+    def seen_once(look: Any) -> Any:
+        def looked(self: Path, **kwargs: Any) -> Any:
+            result = look(self, **kwargs)
+            if self == going and os.path.lexists(going):
+                os.unlink(going)  # another thread removes it right after this look
+            return result
+
+        return looked
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "exists", seen_once(real_exists))
+        patch.setattr(Path, "stat", seen_once(real_stat))
+        assert "keep" in [d.id for d in store.all()]
+    assert store.find("keep").id == "keep"
+
+
+def test_a_late_state_write_never_brings_a_removed_container_back(tmp_path: Path) -> None:
+    from runtime.container.store import ContainerDir, State
+
+    d = ContainerDir(tmp_path / "gone")
+    with pytest.raises(FileNotFoundError):
+        d.save_state(State())
+    assert not (tmp_path / "gone").exists()
