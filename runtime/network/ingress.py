@@ -24,7 +24,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from common import libc
 from common.namespaces import call_in_netns, create_bound, is_bound, remove_bound
@@ -187,9 +187,9 @@ def _program_routes(ifname: str, wanted: Mapping[int, str]) -> None:
         index = found[0]
         present: set[int] = set()
         for entry in ipr.get_rules(family=socket.AF_INET):
-            if _attr(entry, "FRA_PRIORITY") != RETURN_RULE_PRIORITY:
+            if entry.get_attr("FRA_PRIORITY") != RETURN_RULE_PRIORITY:
                 continue
-            mark = _attr(entry, "FRA_FWMARK")
+            mark = entry.get_attr("FRA_FWMARK")
             if mark in wanted:
                 present.add(mark)
                 continue
@@ -205,7 +205,3 @@ def _program_routes(ifname: str, wanted: Mapping[int, str]) -> None:
                     fwmask=0xFFFFFFFF,
                     table=mark,
                 )
-
-
-def _attr(message: Any, name: str) -> Any:
-    return message.get_attr(name)

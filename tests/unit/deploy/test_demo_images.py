@@ -9,7 +9,6 @@ import importlib.util
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import tarfile
@@ -22,10 +21,6 @@ import pytest
 
 from deploy import busybox_image, demo_images, registry
 from deploy.demo_images import Alternative, DemoImageError, Layer
-
-needs_dpkg_deb = pytest.mark.skipif(
-    shutil.which("dpkg-deb") is None, reason="dpkg-deb (Debian's dpkg) is not installed"
-)
 
 # `apt-cache depends --recurse --no-recommends ...` as apt prints it (trimmed), plus a
 # Recommends line that the flags would have left out.
@@ -403,7 +398,6 @@ def _deb(where: Path, name: str, files: dict[str, bytes], mtime: int = 1_000_000
     return out
 
 
-@needs_dpkg_deb
 def test_a_package_layer_from_real_debs_is_the_same_bytes_whenever_built(tmp_path: Path) -> None:
     files = {
         "lib/x86_64-linux-gnu/libq.so.1": b"ELF",
@@ -420,7 +414,6 @@ def test_a_package_layer_from_real_debs_is_the_same_bytes_whenever_built(tmp_pat
     assert not any(name.startswith("usr/share/doc") for name in by_name)
 
 
-@needs_dpkg_deb
 def test_a_broken_deb_is_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken_1_all.deb"
     broken.write_bytes(b"!<arch>\nnot really")
@@ -431,8 +424,6 @@ def test_a_broken_deb_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.fixture
 def debs(tmp_path: Path) -> tuple[list[Path], list[Path], Path]:
     """(web's .debs, redis's .debs, app.py): one package in both, one of each's own."""
-    if shutil.which("dpkg-deb") is None:
-        pytest.skip("dpkg-deb (Debian's dpkg) is not installed")
     common = _deb(tmp_path, "libc", {"lib/x86_64-linux-gnu/libc.so.6": b"libc"})
     web = _deb(tmp_path, "py", {"usr/bin/python3": b"python"})
     redis = _deb(tmp_path, "redis", {"usr/bin/redis-server": b"redis"})
