@@ -1,7 +1,9 @@
 """Committed store writes per second on 3 managers and leader failover time.
 
 Three manager processes (raft + store, tests/integration/manager/raft/raft_node.py) on
-loopback ports, each with its own journal and snapshot on disk, fsync on. Measures:
+loopback ports, founding one group (node ids m1-m3, manager certificates from a throwaway
+test CA, messages on mutual-TLS gRPC streams), each with its own log and snapshot on disk,
+fsync on. Measures:
 - writes_per_s_pipelined: store transactions committed at the leader with 256 in flight,
 - writes_per_s_sync: the same, one at a time,
 - failover: kill -9 the leader, time until a survivor acknowledges the next committed
@@ -17,7 +19,6 @@ REFERENCE.md section 6 has its figures from this kind of machine.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -35,6 +36,7 @@ from tests.integration.manager.raft.cluster import (
     RaftProcess,
     wait_until,
 )
+from tests.integration.manager.raft.raft_node import write_test_ca
 
 BASE_PORT = 26100
 
@@ -74,7 +76,7 @@ def failovers(cluster: RaftCluster, kills: int) -> list[float]:
         leader = cluster.leader()
         leader.kill()
         times.append(time_to_next_write(cluster, time.monotonic(), f"failover-{round_number}"))
-        leader.start(leader.peers)
+        leader.restart()
         cluster.converged(timeout=60)
         print(f"  kill {round_number + 1}: {times[-1]:.3f} s", flush=True)
     return times
@@ -87,13 +89,15 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="shoal-raft-bench-") as tmp:
         root = Path(tmp)
-        key = root / "raft.key"
-        key.write_bytes(os.urandom(32))
+        ca_dir = root / "ca"
+        write_test_ca(ca_dir)
         nodes = []
         for i in range(3):
             workdir = root / f"manager{i + 1}"
             workdir.mkdir()
-            nodes.append(RaftProcess(f"127.0.0.1:{BASE_PORT + i}", workdir, launch, key))
+            nodes.append(
+                RaftProcess(f"m{i + 1}", f"127.0.0.1:{BASE_PORT + i}", workdir, launch, ca_dir)
+            )
         cluster = RaftCluster(nodes)
         try:
             cluster.start()

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.protobuf.duration_pb2 import Duration
 
 from manager.ca.certificates import node_cert_lifetime
@@ -49,12 +47,6 @@ def cluster_ca(cluster: objects_pb2.Cluster) -> ClusterCA:
         join_tokens=JoinTokens.from_proto(cluster.root_ca.join_tokens),
         node_cert_lifetime=node_cert_lifetime(cluster.spec),
     )
-
-
-def raft_key(root: RootCA) -> bytes:
-    """The cluster raft key, derived from the root CA key: only managers hold either."""
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=RAFT_KEY_INFO)
-    return hkdf.derive(root.key_pem)
 
 
 def current_cluster(tx: ReadTx) -> objects_pb2.Cluster | None:

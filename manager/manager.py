@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -46,12 +46,12 @@ from manager.dispatcher import (
 )
 from manager.logbroker import LOGS_POLICIES, LogBroker, add_log_broker_service, add_logs_service
 from manager.node_rpc import certificate_identity
-from manager.node_standing import store_standing
+from manager.node_standing import raft_standing, store_standing
 from manager.orchestrator import Orchestrators
 from manager.ports import JOIN_PORT, RAFT_PORT, REMOTE_API_PORT
 from manager.raft import Raft, RaftConfig
 from manager.raft_membership import POLICIES as RAFT_POLICIES
-from manager.raft_membership import RaftMembershipServicer
+from manager.raft_membership import RaftMembershipServicer, raft_addresses
 from manager.reloadable_tls import ReloadableServerCredentials
 from manager.resource_allocator import RESOURCE_POLICIES, add_resource_allocator_service
 from manager.role_manager import RaftRemovalCheck, RoleManager
@@ -78,8 +78,10 @@ class ManagerConfig:
     raft_port: int = RAFT_PORT
     join_port: int = JOIN_PORT
     control_socket: Path | None = None
-    raft_peers: tuple[str, ...] = ()
-    joining: bool = False
+    # The other managers' raft addresses by node id (an address book, see RaftConfig).
+    raft_peers: dict[str, str] = field(default_factory=dict)
+    # Start a new raft group when the raft data dir is empty (`swarmd init`).
+    bootstrap: bool = False
 
     @property
     def remote_api_address(self) -> str:
@@ -95,21 +97,22 @@ class ManagerConfig:
 
 
 class Manager:
-    def __init__(
-        self, config: ManagerConfig, credentials: NodeCredentials, raft_key: bytes
-    ) -> None:
+    def __init__(self, config: ManagerConfig, credentials: NodeCredentials) -> None:
         self.config = config
         self.credentials = credentials
         self.store = Store()
         self.raft = Raft(
             RaftConfig(
+                node_id=credentials.identity.node_id,
                 address=config.raft_address,
                 peers=config.raft_peers,
                 data_dir=config.state_dir / "raft",
-                key=raft_key,
-                joining=config.joining,
+                bootstrap=config.bootstrap,
             ),
             self.store,
+            credentials,
+            standing=raft_standing(self.store),
+            addresses=raft_addresses(self.store),
         )
         self.store.proposer = self.raft
         # Serves agents on every manager, works (and answers) only while this one leads.
@@ -187,7 +190,7 @@ class Manager:
             Allocator(self.store),
             SchedulerService(self.store),
             Orchestrators(self.store),
-            RoleManager(self.store, self.raft, self.config.raft_address),
+            RoleManager(self.store, self.raft, self.raft.config.node_id),
         ]
         async with asyncio.TaskGroup() as group:
             for subsystem in subsystems:
@@ -200,7 +203,6 @@ class Manager:
         cert_pem = certificate_pem(self.credentials.certificate)
         key_pem = private_key_pem(self.credentials.key)
         registry = StoreNodeRegistry(self.store)
-        key = cluster_state.raft_key(self.ca.root)
 
         policies: dict[str, Policy] = {
             **CA_POLICIES,
@@ -220,7 +222,7 @@ class Manager:
         self.control = ControlServicer(
             self.store,
             leader_channel=self.leader_channels,
-            raft_member=RaftRemovalCheck(self.raft, self.config.raft_address),
+            raft_member=RaftRemovalCheck(self.raft, self.raft.config.node_id),
             raft_view=self._raft_view,
             read_barrier=self.raft.read_barrier,
         )
@@ -238,7 +240,7 @@ class Manager:
             assert self.ca is not None
             add_ca_services(server, self.ca, registry, self.authorizer)
             raft_pb2_grpc.add_RaftMembershipServicer_to_server(
-                RaftMembershipServicer(self.store, self.raft, self.authorizer, key), server
+                RaftMembershipServicer(self.store, self.raft, self.authorizer), server
             )
             add_dispatcher_service(server, self.dispatcher, certificate_identity(self.authorizer))
             add_resource_allocator_service(
@@ -278,6 +280,7 @@ class Manager:
         if credentials.identity.role is not Role.MANAGER:
             raise ValueError("a manager serves only with a manager certificate")
         self.credentials = credentials
+        self.raft.reload_credentials(credentials)
         cert_pem = certificate_pem(credentials.certificate)
         key_pem = private_key_pem(credentials.key)
         for tls in self._server_tls:

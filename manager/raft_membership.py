@@ -1,21 +1,23 @@
 """RaftMembership: a manager joins (or leaves) the raft group through the leader.
 
 The caller is a manager (its certificate says so, checked by the authorization interceptor);
-the leader adds its raft address as a member (one change at a time, never losing quorum),
-records it on its Node object, and answers with the members and the cluster raft key.
+the leader adds it, by its node id, as a raft learner at the address it calls from (a
+learner has no vote: the group's quorum is unchanged until the leader promotes it, once it
+has caught up), records its addresses on its Node object, and answers with the members.
+There is no shared key to hand out: managers know each other by certificate.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Callable
 
 import grpc
 
 from manager.ca.auth import Authorizer, Policy, requires, rpc_method
 from manager.ca.roles import Role
 from manager.node_rpc import address_host, peer_host
-from manager.raft import MembershipRefused, Raft
+from manager.raft import MembershipRefused, Raft, RaftError
 from manager.store import ReadTx, Store, StoreError, WriteTx
 from shoal.v1 import objects_pb2, raft_pb2, raft_pb2_grpc, types_pb2
 
@@ -46,17 +48,15 @@ def members(store: Store) -> list[raft_pb2.RaftMember]:
 
 def leader_api_address(store: Store, raft: Raft) -> str:
     """The gRPC address of the current leader (empty when unknown)."""
-    leader = raft.leader_address()
-    return next((m.addr for m in members(store) if m.raft_addr == leader), "")
+    leader = raft.leader_id()
+    return next((m.addr for m in members(store) if m.node_id == leader), "")
 
 
 class RaftMembershipServicer(raft_pb2_grpc.RaftMembershipServicer):
-    def __init__(self, store: Store, raft: Raft, authorizer: Authorizer, raft_key: bytes) -> None:
+    def __init__(self, store: Store, raft: Raft, authorizer: Authorizer) -> None:
         self.store = store
         self.raft = raft
         self.authorizer = authorizer
-        self.raft_key = raft_key
-        self._adding: set[asyncio.Task[None]] = set()
 
     async def Join(
         self, request: raft_pb2.JoinRequest, context: grpc.aio.ServicerContext
@@ -78,44 +78,35 @@ class RaftMembershipServicer(raft_pb2_grpc.RaftMembershipServicer):
                     f"{field} {address} is not the address this manager calls from "
                     f"({calling_from or 'unknown'}): a manager joins raft at its own address",
                 )
-        known = {m.raft_addr: m for m in members(self.store)}
-        raft_id = max([m.raft_id for m in known.values()] + [0]) + 1
-        if request.raft_addr not in known and request.raft_addr != self.raft.config.address:
-            # The new member starts raft only once it has the key from this answer, and the
-            # change cannot commit before it runs (two members need both): so answer now and
-            # let the change commit in the background, as etcd's "member add, then start".
-            task = asyncio.create_task(self._add(caller.node_id, request, raft_id))
-            self._adding.add(task)
-            task.add_done_callback(self._adding.discard)
+        known = {m.node_id: m for m in members(self.store)}
+        raft_id = known[caller.node_id].raft_id if caller.node_id in known else 0
+        raft_id = raft_id or max([m.raft_id for m in known.values()] + [0]) + 1
+        try:
+            if caller.node_id not in (await self.raft.status()).members:
+                await self.raft.add_member(caller.node_id, request.raft_addr)
+            await self.store.update_redone(
+                lambda tx: self._record(tx, caller.node_id, request, raft_id)
+            )
+        except (MembershipRefused, RaftError, StoreError) as exc:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"adding {caller.node_id} to raft failed: {exc}"
+            )
         wanted = raft_pb2.RaftMember(
             raft_id=raft_id, node_id=caller.node_id, addr=request.addr, raft_addr=request.raft_addr
         )
-        current = [m for m in known.values() if m.raft_addr != request.raft_addr]
-        return raft_pb2.JoinResponse(
-            raft_id=raft_id, members=[*current, wanted], raft_key=self.raft_key
-        )
+        current = [m for m in known.values() if m.node_id != caller.node_id]
+        return raft_pb2.JoinResponse(raft_id=raft_id, members=[*current, wanted])
 
-    async def _add(self, node_id: str, request: raft_pb2.JoinRequest, raft_id: int) -> None:
-        try:
-            await self.raft.add_member(request.raft_addr, force=True)
-        except (MembershipRefused, StoreError) as exc:
-            log.warning("adding raft member %s failed: %s", request.raft_addr, exc)
+    @staticmethod
+    def _record(tx: WriteTx, node_id: str, request: raft_pb2.JoinRequest, raft_id: int) -> None:
+        node = tx.get(objects_pb2.Node, node_id)
+        if node is None:
             return
-
-        def record(tx: WriteTx) -> None:
-            node = tx.get(objects_pb2.Node, node_id)
-            if node is None:
-                return
-            node.manager_status.raft_id = raft_id
-            node.manager_status.addr = request.addr
-            node.manager_status.raft_addr = request.raft_addr
-            node.role = types_pb2.MANAGER
-            tx.update(node)
-
-        try:
-            await self.store.update_redone(record)
-        except StoreError as exc:
-            log.warning("recording raft member %s failed: %s", request.raft_addr, exc)
+        node.manager_status.raft_id = raft_id
+        node.manager_status.addr = request.addr
+        node.manager_status.raft_addr = request.raft_addr
+        node.role = types_pb2.MANAGER
+        tx.update(node)
 
     async def Leave(
         self, request: raft_pb2.LeaveRequest, context: grpc.aio.ServicerContext
@@ -124,16 +115,28 @@ class RaftMembershipServicer(raft_pb2_grpc.RaftMembershipServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not the raft leader")
         caller = self.authorizer.identify(context)
         assert caller is not None  # the interceptor admits managers only
-        own = next((m for m in members(self.store) if m.node_id == caller.node_id), None)
-        if own is None or own.raft_addr != request.node.raft_addr:
+        named = request.node.node_id or next(
+            (m.node_id for m in members(self.store) if m.raft_addr == request.node.raft_addr), ""
+        )
+        if named != caller.node_id:
             # Removing another member is a Control action (node demote / node rm).
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"node {caller.node_id} may take only itself out of raft, not "
-                f"{request.node.raft_addr or 'an unnamed member'}",
+                f"{named or request.node.raft_addr or 'an unnamed member'}",
             )
         try:
-            await self.raft.remove_member(request.node.raft_addr)
+            await self.raft.remove_member(caller.node_id)
         except MembershipRefused as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return raft_pb2.LeaveResponse()
+
+
+def raft_addresses(store: Store) -> Callable[[str], str | None]:
+    """Where a manager listens for raft messages, as its Node object records it."""
+
+    def find(node_id: str) -> str | None:
+        node = store.view(lambda tx: tx.get(objects_pb2.Node, node_id))
+        return node.manager_status.raft_addr or None if node is not None else None
+
+    return find

@@ -36,7 +36,7 @@ class RaftMembers(Protocol):
 
     async def status(self) -> RaftStatus: ...
 
-    async def remove_member(self, address: str, force: bool = False) -> None: ...
+    async def remove_member(self, node_id: str, force: bool = False) -> None: ...
 
     async def transfer_leadership(self, to: str | None = None, timeout: float = 5.0) -> str: ...
 
@@ -58,12 +58,12 @@ class RoleManager:
         self,
         store: Store,
         raft: RaftMembers,
-        own_raft_address: str,
+        own_node_id: str,
         retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         self._store = store
         self._raft = raft
-        self._own = own_raft_address
+        self._own = own_node_id
         self._retry_seconds = retry_seconds
 
     async def run(self) -> None:
@@ -98,14 +98,13 @@ class RoleManager:
         return waiting
 
     async def _demote(self, node: objects_pb2.Node) -> bool:
-        address = node.manager_status.raft_addr
-        if address == self._own:
+        if node.id == self._own:
             return await self._hand_over_leadership(node)
-        if address:
+        if node.manager_status.raft_addr:
             try:
-                if address in (await self._raft.status()).members:
-                    await self._raft.remove_member(address)
-                    log.info("node %s (%s) left the raft group", node.id, address)
+                if node.id in (await self._raft.status()).members:
+                    await self._raft.remove_member(node.id)
+                    log.info("node %s left the raft group", node.id)
             except (MembershipRefused, RaftError, StoreError) as exc:
                 await self._set_message(node.id, f"demotion to worker is waiting: {exc}")
                 return False
@@ -156,22 +155,21 @@ class RoleManager:
 class RaftRemovalCheck:
     """Control RemoveNode's `raft_member` hook: True while `node` stays a raft member."""
 
-    def __init__(self, raft: RaftMembers, own_raft_address: str) -> None:
+    def __init__(self, raft: RaftMembers, own_node_id: str) -> None:
         self._raft = raft
-        self._own = own_raft_address
+        self._own = own_node_id
 
     async def __call__(self, node: objects_pb2.Node) -> bool:
-        address = node.manager_status.raft_addr
         status = await self._raft.status()
-        if not address or address not in status.members:
+        if node.id not in status.members:
             return False
-        if address == self._own or address in status.reachable:
+        if node.id == self._own or node.id in status.reachable:
             return True  # running: Control refuses, it must be demoted first
         try:
-            await self._raft.remove_member(address)
+            await self._raft.remove_member(node.id)
         except MembershipRefused as exc:
             raise FailedPrecondition(
                 f"node {node.id!r} cannot leave the raft group: {exc}"
             ) from None
-        log.info("removed unreachable manager %s (%s) from the raft group", node.id, address)
+        log.info("removed unreachable manager %s from the raft group", node.id)
         return False

@@ -144,6 +144,12 @@ def main(log_level: str) -> None:
     metavar="DURATION",
     help="How often agents report (cluster-wide; default 5s; later: swarmctl cluster update).",
 )
+@click.option(
+    "--force-new-cluster",
+    is_flag=True,
+    help="On a stopped manager whose cluster lost its quorum for good: keep its store and "
+    "make it the only manager (the others are removed from raft).",
+)
 @click.option("--run/--no-run", "then_run", default=True, help="Start serving right away.")
 @metrics_option
 @control_option
@@ -153,13 +159,21 @@ def init(
     listen_remote_api: str | None,
     hostname: str | None,
     heartbeat_period: Duration | None,
+    force_new_cluster: bool,
     then_run: bool,
     listen_metrics: str | None,
     control_socket: Path | None,
 ) -> None:
     """Start a new cluster with this node as its first manager."""
-    addresses = _addresses(advertise_addr, listen_remote_api)
-    _run(daemon.init(state_dir, addresses, hostname, heartbeat_period))
+    if force_new_cluster:
+        if advertise_addr or listen_remote_api or hostname or heartbeat_period:
+            raise click.UsageError(
+                "--force-new-cluster keeps the node's addresses and settings: give no others"
+            )
+        _run(daemon.force_new_cluster(state_dir))
+    else:
+        addresses = _addresses(advertise_addr, listen_remote_api)
+        _run(daemon.init(state_dir, addresses, hostname, heartbeat_period))
     if then_run:
         _run(daemon.run(state_dir, metrics_address=listen_metrics, control_socket=control_socket))
 
@@ -197,7 +211,6 @@ def join(
         _run(
             daemon.run(
                 state_dir,
-                joining=True,
                 metrics_address=listen_metrics,
                 control_socket=control_socket,
             )

@@ -23,7 +23,7 @@ from manager.ca.client import NodeCredentials, join_cluster
 from manager.ca.cluster_ca import ClusterCA
 from manager.ca.roles import Role
 from manager.ca.root_ca import RootCA
-from manager.ca.tls import MANAGER_CHANNEL_OPTIONS, write_private_file
+from manager.ca.tls import MANAGER_CHANNEL_OPTIONS
 from node.identity import Identity, NodeState
 from node.renewal import CertificateRenewal
 from runtime import metrics as runtime_metrics
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JOIN_ATTEMPTS = 5
+JOIN_RETRY_SECONDS = 1.0
 PROMOTION_RETRY_SECONDS = (1.0, 30.0)  # first and longest wait after a failed raft join
 
 
@@ -90,6 +91,7 @@ async def init(
         remote_api=f"{host}:{addresses.remote_api_port}",
         raft_address=f"{host}:{addresses.raft_port}",
         join_address=f"{host}:{addresses.join_port}",
+        raft_member=True,
     )
     identity.save(credentials, state)
     manager_node.write_cluster_files(identity, ca, spec)
@@ -103,6 +105,35 @@ async def init(
     )
     print(
         f"Join managers: swarmd join --token {ca.join_tokens.manager} {state.join_address}",
+        flush=True,
+    )
+
+
+async def force_new_cluster(state_dir: Path) -> None:
+    """`swarmd init --force-new-cluster` on a stopped manager: the only raft member from
+    now on, its store kept (after most managers were lost for good)."""
+    from manager.raft.errors import RaftError
+    from manager.raft.recovery import force_new_cluster as make_only_member
+
+    identity = Identity(state_dir)
+    if not identity.exists:
+        raise SwarmdError(
+            f"{state_dir} holds no node: --force-new-cluster restarts an existing manager"
+        )
+    credentials, state = identity.load()
+    if credentials.identity.role is not Role.MANAGER or not state.raft_member:
+        raise SwarmdError(f"node {state.node_id} is not a manager: it holds no store to keep")
+    try:
+        gone = make_only_member(state_dir / "raft", state.node_id)
+    except RaftError as exc:
+        raise SwarmdError(f"--force-new-cluster: {exc}") from None
+    state.raft_peers = {}
+    state.managers = [state.remote_api]
+    identity.save_state(state)
+    removed = ", ".join(gone) or "none"
+    print(
+        f"This manager ({state.node_id}) is now the only raft member; removed: {removed}. "
+        "Demote or remove those nodes, then add managers again.",
         flush=True,
     )
 
@@ -134,12 +165,8 @@ async def join(
     if node.role is Role.MANAGER:
         target = manager_api or f"{join_address.rpartition(':')[0]}:{addresses.remote_api_port}"
         response = await _raft_join(credentials, target, state)
-        state.raft_peers = [
-            m.raft_addr for m in response.members if m.raft_addr != state.raft_address
-        ]
-        state.managers = [m.addr for m in response.members]
+        _joined_raft(state, response)
         identity.save(credentials, state)
-        write_private_file(identity.raft_key_file, response.raft_key)
     else:
         join_host = join_address.rpartition(":")[0]
         state.managers = [manager_api or f"{join_host}:{addresses.remote_api_port}"]
@@ -148,11 +175,20 @@ async def join(
     print(f"This node joined cluster {node.cluster_id} as a {role} ({node.node_id}).", flush=True)
 
 
+def _joined_raft(state: NodeState, response: raft_pb2.JoinResponse) -> None:
+    """Record what a leader's answer to Join says: a member now, and who the others are."""
+    state.raft_member = True
+    state.raft_peers = {
+        m.node_id: m.raft_addr for m in response.members if m.node_id != state.node_id
+    }
+    state.managers = [m.addr for m in response.members]
+
+
 async def _raft_join(
     credentials: NodeCredentials, address: str, state: NodeState
 ) -> raft_pb2.JoinResponse:
     request = raft_pb2.JoinRequest(addr=state.remote_api, raft_addr=state.raft_address)
-    for _ in range(JOIN_ATTEMPTS):
+    for attempt in range(JOIN_ATTEMPTS):
         async with grpc.aio.secure_channel(
             address, credentials.channel_credentials(), MANAGER_CHANNEL_OPTIONS
         ) as channel:
@@ -165,6 +201,9 @@ async def _raft_join(
                 _, found, leader = details.partition("the leader is at ")
                 if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and found and leader:
                     address = leader
+                    continue
+                if exc.code() is grpc.StatusCode.UNAVAILABLE and attempt + 1 < JOIN_ATTEMPTS:
+                    await asyncio.sleep(JOIN_RETRY_SECONDS)  # an election, a change in flight
                     continue
                 message = f"joining the raft group at {address} failed: {exc.details()}"
                 raise SwarmdError(message) from None
@@ -216,7 +255,6 @@ def serve_metrics(address: str | None) -> None:
 
 async def run(
     state_dir: Path,
-    joining: bool = False,
     metrics_address: str | None = None,
     control_socket: Path | None = None,
 ) -> None:
@@ -226,7 +264,7 @@ async def run(
     credentials, state = identity.load()
     serve_metrics(metrics_address)
     holder = _CredentialsHolder(credentials)
-    await _Node(identity, state, holder, joining, control_socket, bool(metrics_address)).run()
+    await _Node(identity, state, holder, control_socket, bool(metrics_address)).run()
 
 
 class _Node:
@@ -241,7 +279,6 @@ class _Node:
         identity: Identity,
         state: NodeState,
         holder: _CredentialsHolder,
-        joining: bool,
         control_socket: Path | None,
         metrics: bool = False,
     ) -> None:
@@ -250,7 +287,6 @@ class _Node:
         self.metrics = metrics
         self.state = state
         self.holder = holder
-        self.joining = joining
         self.renewal = CertificateRenewal(identity, state, self._renewed)
         self.manager: Manager | None = None
         self._role_changed = asyncio.Event()
@@ -320,15 +356,10 @@ class _Node:
 
         if self.metrics:
             manager_node.export_cluster_metrics(self.leader_store)
-        state_dir = self.identity.state_dir
-        fresh_join = self.joining or (
-            not (state_dir / "raft").exists() and bool(self.state.raft_peers)
-        )
-        if not self.identity.raft_key_file.exists():
+        if not self.state.raft_member:
             await self._join_raft()  # a promoted worker
-            fresh_join = True
         manager = manager_node.new_manager(
-            self.identity, self.state, self.holder.current, fresh_join, self.control_socket
+            self.identity, self.state, self.holder.current, self.control_socket
         )
 
         async def on_leader() -> None:
@@ -354,7 +385,6 @@ class _Node:
                 tracking.cancel()
         finally:
             self.manager = None
-        self.joining = False
 
     async def _join_raft(self) -> None:
         """Promotion: join the raft group through the leader (any manager redirects to it)."""
@@ -365,12 +395,8 @@ class _Node:
             except SwarmdError as exc:
                 failures.append(str(exc))
                 continue
-            self.state.raft_peers = [
-                m.raft_addr for m in response.members if m.raft_addr != self.state.raft_address
-            ]
-            self.state.managers = [m.addr for m in response.members]
+            _joined_raft(self.state, response)
             self.identity.save_state(self.state)
-            write_private_file(self.identity.raft_key_file, response.raft_key)
             log.info("promoted: joined the raft group (%d members)", len(response.members))
             return
         raise PromotionError("promoted, but no manager let this node join: " + "; ".join(failures))
@@ -379,11 +405,11 @@ class _Node:
         """A worker keeps no raft state: a demoted manager's log, key and socket go (it has
         left the group: the CA issues a worker certificate only after that)."""
         state_dir = self.identity.state_dir
-        if not self.identity.raft_key_file.exists() and not (state_dir / "raft").exists():
+        if not self.state.raft_member and not (state_dir / "raft").exists():
             return
         shutil.rmtree(state_dir / "raft", ignore_errors=True)
-        self.identity.raft_key_file.unlink(missing_ok=True)
         self.control_socket.unlink(missing_ok=True)
-        self.state.raft_peers = []
+        self.state.raft_member = False
+        self.state.raft_peers = {}
         self.identity.save_state(self.state)
         log.info("left the raft group: raft state removed")

@@ -4,7 +4,6 @@ and what it needs to start again (node id, role, addresses, raft peers).
     <state-dir>/certificates/node.key   0600
     <state-dir>/certificates/node.crt   0600
     <state-dir>/certificates/root.crt
-    <state-dir>/certificates/raft.key   0600, managers
     <state-dir>/node.json               node id, role, cluster id, addresses, raft peers
 """
 
@@ -29,7 +28,10 @@ class NodeState:
     remote_api: str = ""  # managers: host:port of the cluster port
     raft_address: str = ""
     join_address: str = ""
-    raft_peers: list[str] = field(default_factory=list)  # the other managers' raft addresses
+    # Managers: added to the raft group (by `swarmd init`, or a leader answered its Join).
+    raft_member: bool = False
+    # The other managers' raft addresses by node id, for before the store has them.
+    raft_peers: dict[str, str] = field(default_factory=dict)
     managers: list[str] = field(default_factory=list)  # remote API addresses, for agents
 
 
@@ -37,11 +39,6 @@ class Identity:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.certs = state_dir / "certificates"
-
-    @property
-    def raft_key_file(self) -> Path:
-        """Managers only: the cluster raft key."""
-        return self.certs / "raft.key"
 
     @property
     def bootstrap_file(self) -> Path:
@@ -76,5 +73,11 @@ class Identity:
         key = load_private_key((self.certs / "node.key").read_bytes(), "node key")
         cert = load_certificate((self.certs / "node.crt").read_bytes(), "node certificate")
         root = RootCA.from_pem((self.certs / "root.crt").read_bytes())
-        state = NodeState(**json.loads((self.state_dir / "node.json").read_text()))
+        fields = json.loads((self.state_dir / "node.json").read_text())
+        if isinstance(fields.get("raft_peers"), list):
+            raise ValueError(
+                f"{self.state_dir}/node.json is from a Shoal that replicated with pysyncobj; "
+                "its raft data cannot be read by this one: join this node again"
+            )
+        state = NodeState(**fields)
         return NodeCredentials(key=key, certificate=cert, root=root), state

@@ -27,9 +27,9 @@ _exported: list[ClusterObjectsCollector] = []
 
 
 def write_cluster_files(identity: Identity, ca: ClusterCA, spec: specs_pb2.ClusterSpec) -> None:
-    """`swarmd init`: the raft key, and the Cluster object (with the CA key) that is
-    replicated once this manager first leads; until then it waits on disk, root only."""
-    write_private_file(identity.raft_key_file, cluster_state.raft_key(ca.root))
+    """`swarmd init`: the Cluster object (with the CA key) that is replicated once this
+    manager first leads; until then it waits on disk, root only. While it is there, an
+    empty raft data dir starts a new raft group."""
     cluster = cluster_state.new_cluster(ca, spec)
     write_private_file(identity.bootstrap_file, cluster.SerializeToString())
 
@@ -46,17 +46,16 @@ def new_manager(
     identity: Identity,
     state: NodeState,
     credentials: NodeCredentials,
-    joining: bool,
     control_socket: Path,
 ) -> Manager:
-    """This node's Manager, configured from node.json (`joining`: it joins an existing raft
-    group rather than starting from its own log or alone)."""
-    config = manager_config(identity.state_dir, state, joining, control_socket)
-    return Manager(config, credentials, identity.raft_key_file.read_bytes())
+    """This node's Manager, configured from node.json."""
+    bootstrap = identity.bootstrap_file.exists()
+    config = manager_config(identity.state_dir, state, bootstrap, control_socket)
+    return Manager(config, credentials)
 
 
 def manager_config(
-    state_dir: Path, state: NodeState, joining: bool, control_socket: Path
+    state_dir: Path, state: NodeState, bootstrap: bool, control_socket: Path
 ) -> ManagerConfig:
     host, _, api_port = state.remote_api.rpartition(":")
     return ManagerConfig(
@@ -66,8 +65,8 @@ def manager_config(
         raft_port=int(state.raft_address.rpartition(":")[2]),
         join_port=int(state.join_address.rpartition(":")[2]),
         control_socket=control_socket,
-        raft_peers=tuple(state.raft_peers),
-        joining=joining,
+        raft_peers=dict(state.raft_peers),
+        bootstrap=bootstrap,
     )
 
 
@@ -111,8 +110,7 @@ async def track_peers(store: Store, identity: Identity, state: NodeState) -> Non
         return [n for n in tx.list(objects_pb2.Node) if n.manager_status.raft_addr]
 
     def save(nodes: list[objects_pb2.Node]) -> None:
-        peers = sorted(n.manager_status.raft_addr for n in nodes)
-        peers = [p for p in peers if p != state.raft_address]
+        peers = {n.id: n.manager_status.raft_addr for n in nodes if n.id != state.node_id}
         apis = sorted(n.manager_status.addr for n in nodes)
         if peers != state.raft_peers or apis != state.managers:
             state.raft_peers, state.managers = peers, apis

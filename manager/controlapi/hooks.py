@@ -32,8 +32,8 @@ RaftMemberCheck = Callable[[objects_pb2.Node], Awaitable[bool]]
 
 @dataclass(frozen=True)
 class RaftView:
-    leader: str | None  # raft address
-    reachable: frozenset[str]  # raft addresses, this manager's own included
+    leader: str | None  # node id
+    reachable: frozenset[str]  # node ids, this manager's own included
 
 
 RaftViewSource = Callable[[], Awaitable[RaftView | None]]

@@ -26,10 +26,10 @@ async def _with_raft_view(backend: Backend, nodes: list[objects_pb2.Node]) -> No
     for node in nodes:
         status = node.manager_status
         if status.raft_addr:
-            status.leader = status.raft_addr == view.leader
+            status.leader = node.id == view.leader
             status.reachability = (
                 types_pb2.RaftMemberStatus.REACHABLE
-                if status.raft_addr in view.reachable
+                if node.id in view.reachable
                 else types_pb2.RaftMemberStatus.UNREACHABLE
             )
 

@@ -1,5 +1,6 @@
-"""Raft replication of the manager store, on pysyncobj, with Shoal's durability, security
-and consistency safeguards (see ARCHITECTURE.md "Raft" and node.py)."""
+"""Raft replication of the manager store: Shoal's own consensus core (core/), its
+write-ahead log and snapshots on disk, and its messages on mutual-TLS gRPC streams between
+managers known by their certificates (raft.py tells how they fit)."""
 
 from manager.raft.config import RaftConfig
 from manager.raft.errors import (

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from manager.raft.errors import RaftConfigError
 
-MIN_KEY_BYTES = 16
+# A snapshot piece (peer_transport.SNAPSHOT_CHUNK_BYTES) and room for its header.
+MIN_MESSAGE_BYTES = (1 << 20) + (64 << 10)
 
 
 def parse_address(value: str, what: str) -> tuple[str, int]:
@@ -30,61 +32,60 @@ def parse_address(value: str, what: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class RaftConfig:
-    # host:port this manager binds (only that address) and the others reach it at.
+    # This manager's node id: its raft identity, the one its certificate names.
+    node_id: str
+    # host:port of this manager's raft transport: it binds only that address.
     address: str
-    # host:port of the other members. The current membership: after a restart it wins over
-    # the list stored in a snapshot.
-    peers: tuple[str, ...]
     data_dir: Path
-    # The cluster raft key (pysyncobj `password`): authenticates and encrypts the raft port.
-    key: bytes = field(repr=False)
-    # A new member: it waits to hear from the leader instead of starting elections.
-    joining: bool = False
-    election_timeout: tuple[float, float] = (0.4, 1.0)
-    heartbeat_period: float = 0.1
-    # A leader that hears from no majority for this long steps down.
-    leader_fallback_timeout: float = 3.0
-    connection_retry_time: float = 0.5
-    connection_timeout: float = 3.5
-    compaction_min_entries: int = 5000
-    compaction_min_seconds: float = 300.0
-    snapshot_chunk_bytes: int = 1 << 20
-    # Largest store transaction (as etcd's default request limit). pysyncobj encrypts and
-    # compresses each message in its tick thread, so messages stay a few MiB at most.
-    max_proposal_bytes: int = 3 << 19
-    proposal_timeout: float = 10.0
+    # Where the other managers listen, by node id: an address book for before the store
+    # has their Node objects. Who is a member is in the log, never here.
+    peers: Mapping[str, str] = field(default_factory=dict)
+    # With an empty data dir: start a new group whose voters are this manager and `peers`
+    # (`swarmd init`). Otherwise an empty data dir waits for a leader to add this manager
+    # (a join), so a manager that lost its data never starts a group of its own.
+    bootstrap: bool = False
     tick_period: float = 0.05
+    # An election starts after 1-2x this many ticks without a leader; a leader that hears
+    # from no quorum for this many ticks steps down.
+    election_ticks: int = 8
+    heartbeat_ticks: int = 2
+    compaction_min_entries: int = 5000
+    # Largest store transaction (as etcd's default request limit).
+    max_proposal_bytes: int = 3 << 19
+    # Largest raft message accepted (snapshots travel in 1 MiB pieces, appends are cut).
+    max_message_bytes: int = 16 << 20
+    proposal_timeout: float = 10.0
+
+    @property
+    def election_timeout(self) -> float:
+        """The shortest election timeout, in seconds."""
+        return self.election_ticks * self.tick_period
 
     def validate(self) -> None:
+        if not self.node_id:
+            raise RaftConfigError("raft node_id is empty")
         parse_address(self.address, "raft address")
-        for peer in self.peers:
-            parse_address(peer, "raft peer")
-        if self.address in self.peers:
-            raise RaftConfigError(f"raft peers list this manager's own address {self.address}")
-        if len(set(self.peers)) != len(self.peers):
-            raise RaftConfigError(f"raft peers list an address twice: {list(self.peers)}")
-        if not isinstance(self.key, bytes) or len(self.key) < MIN_KEY_BYTES:
+        for node_id, peer in self.peers.items():
+            if not node_id:
+                raise RaftConfigError(f"raft peer {peer} has no node id")
+            parse_address(peer, f"raft peer {node_id}")
+        if self.node_id in self.peers:
+            raise RaftConfigError(f"raft peers list this manager ({self.node_id})")
+        if not 1 <= self.heartbeat_ticks < self.election_ticks:
             raise RaftConfigError(
-                f"raft key must be at least {MIN_KEY_BYTES} bytes (the cluster raft key)"
+                f"heartbeat_ticks {self.heartbeat_ticks} must be at least 1 and under "
+                f"election_ticks {self.election_ticks}"
             )
-        low, high = self.election_timeout
-        if not 0 < low < high:
-            raise RaftConfigError(f"election_timeout {self.election_timeout} is not (low, high)")
-        if not 0 < self.heartbeat_period * 3 < low:
-            raise RaftConfigError(
-                f"heartbeat_period {self.heartbeat_period} must be under a third of the "
-                f"minimum election timeout {low}"
-            )
-        if self.leader_fallback_timeout <= self.heartbeat_period:
-            raise RaftConfigError("leader_fallback_timeout must exceed heartbeat_period")
-        if self.connection_timeout < high:
-            raise RaftConfigError("connection_timeout must be at least the election timeout")
         if self.compaction_min_entries < 2:
             raise RaftConfigError("compaction_min_entries must be at least 2")
-        for name in ("snapshot_chunk_bytes", "max_proposal_bytes"):
-            if getattr(self, name) < 1024:
-                raise RaftConfigError(f"{name} must be at least 1024")
-        for name in ("compaction_min_seconds", "proposal_timeout", "tick_period"):
+        if self.max_proposal_bytes < 1024:
+            raise RaftConfigError("max_proposal_bytes must be at least 1024")
+        if self.max_message_bytes < max(2 * self.max_proposal_bytes, MIN_MESSAGE_BYTES):
+            raise RaftConfigError(
+                "max_message_bytes must be at least twice max_proposal_bytes and at least "
+                f"{MIN_MESSAGE_BYTES} (a snapshot piece and its header)"
+            )
+        for name in ("proposal_timeout", "tick_period"):
             if getattr(self, name) <= 0:
                 raise RaftConfigError(f"{name} must be positive")
         if self.data_dir.exists() and not self.data_dir.is_dir():

@@ -11,7 +11,9 @@ One file, only ever appended to between compactions: MAGIC, then records
 
 `save` writes what a Ready asks in one append and one fdatasync, and a short write or a
 full disk is an error, never an acknowledgement. `compact` rewrites the file without what
-a snapshot covers (write, fsync, rename, fsync of the directory).
+a snapshot covers (write, fsync, rename, fsync of the directory). What the file held when
+opened is `loaded`; after that the caller (the core) holds the log in memory, and the log
+keeps only the last hard state.
 
 Opening: the last record cut short or half written (a crash mid-append, never
 acknowledged; only zeros may follow it) is trimmed; any other bad record (a checksum that
@@ -23,6 +25,7 @@ part with a log it lost.
 from __future__ import annotations
 
 import enum
+import fcntl
 import os
 import struct
 import zlib
@@ -43,7 +46,7 @@ from manager.raft.core.codec import (
     snapshot_meta,
 )
 from manager.raft.durable import PRIVATE, create_private, fsync_dir
-from manager.raft.errors import RaftDataError
+from manager.raft.errors import RaftDataError, RaftError
 from shoal.v1 import raft_pb2
 
 MAGIC = b"SHOALWAL\x00\x00\x00\x01"
@@ -77,12 +80,14 @@ class WriteAheadLog:
         self.path = path
         self.loaded = Loaded()
         self._fd = self._open()
+        self._hard_state = self.loaded.hard_state
 
     # -- opening ----------------------------------------------------------------------------
 
     def _open(self) -> int:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
         try:
+            _lock(fd, self.path)
             data = os.pread(fd, os.fstat(fd).st_size, 0)
             if not data:
                 _write_all(fd, MAGIC, 0, self.path)
@@ -179,27 +184,21 @@ class WriteAheadLog:
         _write_all(self._fd, data, self._end, self.path)
         os.fdatasync(self._fd)
         self._end += len(data)
-        if snapshot is not None:
-            self._apply(Kind.SNAPSHOT, snapshot_meta(snapshot).SerializeToString())
-        for entry in entries:
-            self._apply(Kind.ENTRY, entry_to_proto(entry).SerializeToString())
         if hard_state is not None:
-            self.loaded.hard_state = hard_state
+            self._hard_state = hard_state
 
-    def compact(self, snapshot: Snapshot) -> None:
+    def compact(self, snapshot: Snapshot, entries: Sequence[Entry]) -> None:
         """The caller's snapshot (its data already durable elsewhere) covers the log up to
-        its index: rewrite the file without those entries."""
-        self.loaded.snapshot = snapshot
-        self.loaded.entries = [e for e in self.loaded.entries if e.index > snapshot.index]
+        its index: rewrite the file as the snapshot's metadata and `entries`, the durable
+        entries after it."""
+        if entries and entries[0].index != snapshot.index + 1:
+            raise ValueError(f"entries from {entries[0].index} do not follow {snapshot.index}")
         tmp = self.path.with_name(self.path.name + ".tmp")
-        hard_state = hard_state_to_proto(self.loaded.hard_state).SerializeToString()
+        hard_state = hard_state_to_proto(self._hard_state).SerializeToString()
         body = [
             MAGIC,
             _record(Kind.SNAPSHOT, snapshot_meta(snapshot).SerializeToString()),
-            *(
-                _record(Kind.ENTRY, entry_to_proto(e).SerializeToString())
-                for e in self.loaded.entries
-            ),
+            *(_record(Kind.ENTRY, entry_to_proto(e).SerializeToString()) for e in entries),
             _record(Kind.HARD_STATE, hard_state),
         ]
         data = b"".join(body)
@@ -209,12 +208,24 @@ class WriteAheadLog:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
         fsync_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        _lock(fd, self.path)
         os.close(self._fd)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        self._fd = fd
         self._end = len(data)
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def _lock(fd: int, path: Path) -> None:
+    """One process at a time: two writing one log would destroy it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RaftError(
+            f"raft log {path} is in use by another process (is this manager running?)"
+        ) from None
 
 
 def _write_all(fd: int, data: bytes, offset: int, path: Path) -> None:

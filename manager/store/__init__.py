@@ -2,7 +2,7 @@
 
 Writes become `StoreActions` committed through a `Proposer` (raft in a manager, a local
 proposer in tests) and are applied in log order by `Store.apply`; nothing here knows about
-pysyncobj.
+raft.
 """
 
 from manager.store.errors import (

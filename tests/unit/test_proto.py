@@ -59,7 +59,7 @@ SERVICES: list[tuple[ModuleType, str]] = [
     (ca_pb2_grpc, "NodeCA"),
     (ca_pb2_grpc, "CA"),
     (raft_pb2_grpc, "RaftMembership"),
-    (raft_pb2_grpc, "Raft"),
+    (raft_pb2_grpc, "RaftTransport"),
     (logs_pb2_grpc, "Logs"),
     (logs_pb2_grpc, "LogBroker"),
 ]
@@ -303,7 +303,7 @@ def test_service_has_stub_and_servicer(module: ModuleType, name: str) -> None:
         ("Logs", "SubscribeLogs", False, True),
         ("LogBroker", "ListenSubscriptions", False, True),
         ("LogBroker", "PublishLogs", True, False),
-        ("Raft", "StreamSnapshot", False, True),
+        ("RaftTransport", "Stream", True, False),
     ],
 )
 def test_streaming_shapes(

@@ -12,16 +12,21 @@ Choices, as etcd/raft makes them:
 - check-quorum: a leader that has not heard from a quorum within an election timeout steps
   down, and members that heard from a leader within one ignore vote requests (except a
   leadership transfer's);
-- a leader replicates optimistically (the next index moves on as it sends) and falls back
-  to the follower's hint when refused; a heartbeat answer from a follower behind resends.
+- a leader probes a follower whose log it does not know (one append at a time, the next
+  one once answered, or at the next heartbeat) and, once an append succeeded, replicates
+  optimistically (the next index moves on as it sends), at most `max_inflight` appends
+  unanswered; a refusal falls back to the follower's hint and to probing. A follower back
+  from a crash or a partition so costs one append per answer, never a resend of the whole
+  backlog per stale message.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from manager.raft.core.types import (
     ConfigChange,
@@ -62,6 +67,21 @@ class _Progress:
     match: int = 0
     next: int = 1
     recent_active: bool = False
+    probing: bool = True  # the follower's log is not known to match from `next - 1` on
+    probe_sent: bool = False  # probing: an append is out, wait for its answer
+    # A snapshot is on its way: nothing more until the follower answers, or until this
+    # many ticks passed (the snapshot may have been lost).
+    snapshot_ticks: int = 0
+    # replicating: the last index of each append sent and not yet answered
+    inflight: collections.deque[int] = field(default_factory=collections.deque)
+
+    def probe(self) -> None:
+        self.probing, self.probe_sent, self.snapshot_ticks = True, False, 0
+        self.inflight.clear()
+
+    def acknowledged(self, index: int) -> None:
+        while self.inflight and self.inflight[0] <= index:
+            self.inflight.popleft()
 
 
 @dataclass
@@ -95,7 +115,12 @@ class Raft:
         pre_vote: bool = True,
         check_quorum: bool = True,
         max_append_entries: int = 64,
+        max_append_bytes: int = 4 << 20,
+        max_inflight: int = 256,
+        snapshot_timeout_ticks: int = 0,
     ) -> None:
+        """`snapshot_timeout_ticks`: how long a leader waits for a follower's answer to a
+        snapshot before it sends again (0: ten election timeouts)."""
         if heartbeat_ticks < 1 or election_ticks <= heartbeat_ticks:
             raise ValueError("election_ticks must exceed heartbeat_ticks (>= 1)")
         self.node_id = node_id
@@ -105,6 +130,9 @@ class Raft:
         self._pre_vote = pre_vote
         self._check_quorum = check_quorum
         self._max_append = max_append_entries
+        self._max_append_bytes = max_append_bytes
+        self._max_inflight = max_inflight
+        self._snapshot_timeout = snapshot_timeout_ticks or 10 * election_ticks
         hard = hard_state or HardState()
         self._initial_membership = membership
         self._snap = snapshot
@@ -201,6 +229,19 @@ class Raft:
         if self._election_elapsed >= self._timeout and self._promotable():
             self._start_election(transfer=False)
 
+    def leader_lost(self) -> None:
+        """The caller knows the leader is gone (its connection was reset: the process
+        died): forget it, so as not to refuse others' votes for it, and start an election
+        within a few ticks rather than a whole election timeout. Randomized, so that of
+        several followers one usually asks first and wins; pre-vote keeps a leader that is
+        alive after all in place."""
+        self._check_no_outstanding()
+        if self.role is not Role.FOLLOWER or not self.leader:
+            return
+        self.leader = ""
+        soon = self._election_elapsed + 1 + self._rng.randrange(max(1, self._election_ticks // 2))
+        self._timeout = min(self._timeout, soon)
+
     def campaign(self) -> None:
         """Start an election now (pre-vote first, when on)."""
         self._check_no_outstanding()
@@ -211,6 +252,12 @@ class Raft:
         self._check_no_outstanding()
         self._check_leader()
         return self._append_own(EntryKind.NORMAL, data)
+
+    def propose_many(self, batch: Sequence[bytes]) -> list[int]:
+        """Several proposals at once: one append message per follower for all of them."""
+        self._check_no_outstanding()
+        self._check_leader()
+        return self._append_own_many(EntryKind.NORMAL, batch)
 
     def propose_config(self, change: ConfigChange) -> int:
         self._check_no_outstanding()
@@ -255,12 +302,12 @@ class Raft:
         else:
             raise NotLeader("")
 
-    def compact(self, index: int, data: bytes) -> None:
-        """The caller's state machine at `index` (applied, durable in its own snapshot): the
-        log up to it goes."""
+    def compact(self, index: int, data: bytes) -> Snapshot:
+        """The caller's state machine at `index` (applied): the log up to it goes, and the
+        snapshot that replaces it is returned (for the caller to store)."""
         self._check_no_outstanding()
         if self._snap and index <= self._snap.index:
-            return
+            return self._snap
         if index > self.applied:
             raise ValueError(f"cannot compact to {index}: only {self.applied} is applied")
         term = self.term_at(index)
@@ -268,6 +315,25 @@ class Raft:
         membership = self._membership_at(index)
         del self._entries[: index - self.first_index + 1]
         self._snap = Snapshot(index, term, membership, data)
+        return self._snap
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snap
+
+    @property
+    def config_change_pending(self) -> bool:
+        """A membership change (or a new leader's first commit) is still to commit."""
+        return self._pending_config > self.commit
+
+    def match_indexes(self) -> dict[str, int]:
+        """The leader's view: how far each member's log is known to match its own."""
+        if self.role is not Role.LEADER:
+            return {}
+        return {
+            member: self._persisted_index if member == self.node_id else progress.match
+            for member, progress in self._progress.items()
+        }
 
     def ready(self) -> Ready:
         self._check_no_outstanding()
@@ -410,6 +476,11 @@ class Raft:
                 self._become_follower(self.term, "")
                 return
             self._transferee = ""  # a transfer that did not happen in time
+        for progress in self._progress.values():
+            if progress.snapshot_ticks:
+                progress.snapshot_ticks += 1
+                if progress.snapshot_ticks > self._snapshot_timeout:
+                    progress.probe()  # lost on the way, maybe: probe (and send) again
         if self._heartbeat_elapsed >= self._heartbeat_ticks:
             self._heartbeat_elapsed = 0
             for member in sorted(self._progress):
@@ -470,16 +541,26 @@ class Raft:
     # -- the leader's log and replication --------------------------------------------------
 
     def _append_own(self, kind: EntryKind, data: bytes) -> int:
-        entry = Entry(self.term, self.last_index + 1, kind, data)
-        self._truncate_and_append([entry])
+        return self._append_own_many(kind, [data])[0]
+
+    def _append_own_many(self, kind: EntryKind, batch: Sequence[bytes]) -> list[int]:
+        first = self.last_index + 1
+        entries = [Entry(self.term, first + i, kind, data) for i, data in enumerate(batch)]
+        self._truncate_and_append(entries)
         for member in sorted(self._progress):
             if member != self.node_id:
                 self._send_append(member)
         self._maybe_commit()
-        return entry.index
+        return [entry.index for entry in entries]
 
     def _send_append(self, to: str) -> None:
         progress = self._progress[to]
+        if (
+            progress.probe_sent
+            or progress.snapshot_ticks
+            or len(progress.inflight) >= self._max_inflight
+        ):
+            return  # paused until the follower answers
         progress.next = min(progress.next, self.last_index + 1)
         previous = progress.next - 1
         previous_term = self.term_at(previous)
@@ -488,6 +569,12 @@ class Raft:
             return
         last = min(self.last_index, previous + self._max_append)
         entries = tuple(self.entries(previous + 1, last)) if last > previous else ()
+        size = 0
+        for count, entry in enumerate(entries):
+            size += len(entry.data)
+            if size > self._max_append_bytes and count:
+                entries = entries[:count]  # a bounded message; the rest follows
+                break
         self._send(
             Message(
                 MsgType.APPEND,
@@ -500,14 +587,20 @@ class Raft:
                 commit=self.commit,
             )
         )
-        if entries:
+        if progress.probing:
+            progress.probe_sent = True
+        elif entries:
             progress.next = entries[-1].index + 1
+            progress.inflight.append(entries[-1].index)
 
     def _send_snapshot(self, to: str) -> None:
         snap = self._snap
         assert snap is not None, "entries are missing only below a snapshot"
         self._send(Message(MsgType.SNAPSHOT, self.node_id, to, self.term, snapshot=snap))
-        self._progress[to].next = snap.index + 1
+        progress = self._progress[to]
+        progress.next = snap.index + 1
+        progress.probe()
+        progress.snapshot_ticks = 1  # paused until the follower says how far it got
 
     def _send_heartbeat(self, to: str, context: bytes = b"") -> None:
         commit = min(self.commit, self._progress[to].match)
@@ -723,9 +816,20 @@ class Raft:
             if m.reject:
                 if m.index <= progress.match:
                     return  # a stale refusal: the follower matches further by now
+                if progress.snapshot_ticks:
+                    return  # of an append sent before the snapshot now on its way
+                if progress.probing and m.index != progress.next - 1:
+                    return  # not of the probe out now: an older one
                 progress.next = max(progress.match + 1, min(m.index, m.hint + 1))
+                progress.probe()
                 self._send_append(m.src)
                 return
+            progress.probe_sent = False
+            progress.snapshot_ticks = 0
+            progress.acknowledged(m.index)
+            if progress.probing:
+                progress.probing = False  # its log matches: replicate optimistically
+                progress.next = max(progress.match, m.index) + 1
             if m.index > progress.match:
                 progress.match = m.index
                 self._maybe_commit()
@@ -740,8 +844,12 @@ class Raft:
             progress.recent_active = True
             if m.context:
                 self._read_acked(m.context, m.src)
+            progress.probe_sent = False
             if progress.match < self.last_index:
-                progress.next = progress.match + 1
+                if len(progress.inflight) >= self._max_inflight:
+                    progress.inflight.popleft()  # one lost, maybe: let an append through
+                # Probing, this resends from `next`; replicating, an append from past what
+                # was sent, which the follower refuses if it lost some: it is probed then.
                 self._send_append(m.src)
         elif m.type is MsgType.READ_INDEX:
             self._leader_read(m.context, m.src)

@@ -3,9 +3,9 @@
 isort:skip_file
 Shoal API: raft membership and snapshot transfer between managers.
 
-Managers only (mTLS, manager role). The raft log itself is replicated by
-pysyncobj on its own authenticated port; these services cover what it
-lacks: membership changes and large snapshots streamed in chunks.
+Managers only (mTLS, manager role). The consensus core's messages travel on
+RaftTransport (the raft port); RaftMembership, on the API port, lets a new
+manager join through the leader.
 """
 
 from collections import abc as _abc
@@ -40,7 +40,7 @@ class RaftMember(_message.Message):
     addr: _builtins.str
     """gRPC address, host:port."""
     raft_addr: _builtins.str
-    """Raft (pysyncobj) address, host:port."""
+    """Raft transport address, host:port."""
     @_builtins.property
     def status(self) -> _types_pb2.RaftMemberStatus: ...
     def __init__(
@@ -69,7 +69,7 @@ class JoinRequest(_message.Message):
     addr: _builtins.str
     """gRPC address the joining manager serves on, host:port."""
     raft_addr: _builtins.str
-    """Raft (pysyncobj) address of the joining manager, host:port."""
+    """Raft transport address of the joining manager, host:port."""
     def __init__(
         self,
         *,
@@ -91,13 +91,8 @@ class JoinResponse(_message.Message):
     RAFT_ID_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     REMOVED_MEMBERS_FIELD_NUMBER: _builtins.int
-    RAFT_KEY_FIELD_NUMBER: _builtins.int
     raft_id: _builtins.int
     """The raft id given to the new member."""
-    raft_key: _builtins.bytes
-    """The cluster's raft key (pysyncobj password). Sent only to managers, over
-    mTLS.
-    """
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___RaftMember]:
         """Current members, the new one included."""
@@ -112,11 +107,10 @@ class JoinResponse(_message.Message):
         raft_id: _builtins.int = ...,
         members: _abc.Iterable[Global___RaftMember] | None = ...,
         removed_members: _abc.Iterable[_builtins.int] | None = ...,
-        raft_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "raft_id", b"raft_id", "raft_key", b"raft_key", "removed_members", b"removed_members"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "raft_id", b"raft_id", "removed_members", b"removed_members"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -156,107 +150,6 @@ class LeaveResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LeaveResponse: _TypeAlias = LeaveResponse  # noqa: Y015
-
-@_typing.final
-class StreamSnapshotRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    MIN_INDEX_FIELD_NUMBER: _builtins.int
-    min_index: _builtins.int
-    """Send a snapshot at this raft index or newer; 0 = the latest."""
-    def __init__(
-        self,
-        *,
-        min_index: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_index", b"min_index"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___StreamSnapshotRequest: _TypeAlias = StreamSnapshotRequest  # noqa: Y015
-
-@_typing.final
-class SnapshotChunk(_message.Message):
-    """A piece of a serialized StoreSnapshot. Chunks arrive in order; their data
-    concatenated is the snapshot.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INDEX_FIELD_NUMBER: _builtins.int
-    TERM_FIELD_NUMBER: _builtins.int
-    OFFSET_FIELD_NUMBER: _builtins.int
-    DATA_FIELD_NUMBER: _builtins.int
-    LAST_FIELD_NUMBER: _builtins.int
-    DIGEST_FIELD_NUMBER: _builtins.int
-    index: _builtins.int
-    """Raft index and term the snapshot was taken at (same in every chunk)."""
-    term: _builtins.int
-    offset: _builtins.int
-    """Byte offset of `data` in the whole snapshot."""
-    data: _builtins.bytes
-    last: _builtins.bool
-    """Set on the final chunk."""
-    digest: _builtins.str
-    """On the last chunk: "sha256:<hex>" of the whole snapshot."""
-    def __init__(
-        self,
-        *,
-        index: _builtins.int = ...,
-        term: _builtins.int = ...,
-        offset: _builtins.int = ...,
-        data: _builtins.bytes = ...,
-        last: _builtins.bool = ...,
-        digest: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "digest", b"digest", "index", b"index", "last", b"last", "offset", b"offset", "term", b"term"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SnapshotChunk: _TypeAlias = SnapshotChunk  # noqa: Y015
-
-@_typing.final
-class ResolveAddressRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    RAFT_ID_FIELD_NUMBER: _builtins.int
-    raft_id: _builtins.int
-    def __init__(
-        self,
-        *,
-        raft_id: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["raft_id", b"raft_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ResolveAddressRequest: _TypeAlias = ResolveAddressRequest  # noqa: Y015
-
-@_typing.final
-class ResolveAddressResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ADDR_FIELD_NUMBER: _builtins.int
-    addr: _builtins.str
-    """gRPC address, host:port."""
-    def __init__(
-        self,
-        *,
-        addr: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["addr", b"addr"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ResolveAddressResponse: _TypeAlias = ResolveAddressResponse  # noqa: Y015
 
 @_typing.final
 class RaftStreamEnd(_message.Message):
@@ -483,6 +376,9 @@ class RaftMessage(_message.Message):
     HINT_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     SNAPSHOT_DATA_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_OFFSET_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_SIZE_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_MORE_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
     type: Global___RaftMessage.Type.ValueType
@@ -495,6 +391,9 @@ class RaftMessage(_message.Message):
     reject: _builtins.bool
     hint: _builtins.int
     snapshot_data: _builtins.bytes
+    snapshot_offset: _builtins.int
+    snapshot_size: _builtins.int
+    snapshot_more: _builtins.bool
     force: _builtins.bool
     context: _builtins.bytes
     """Names a linearizable read (READ_INDEX, its answer, the heartbeats confirming it)."""
@@ -502,7 +401,11 @@ class RaftMessage(_message.Message):
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___RaftEntry]: ...
     @_builtins.property
     def snapshot(self) -> Global___RaftSnapshotMeta:
-        """SNAPSHOT: what the snapshot covers; its data travels separately (StreamSnapshot)."""
+        """SNAPSHOT: what the snapshot covers. Its data travels in pieces of at most a
+        chunk each: the first message has snapshot_offset 0 and the size of the whole,
+        each next one continues at the offset where the last ended, and all but the
+        final one set snapshot_more. Only the final one reaches the core.
+        """
 
     def __init__(
         self,
@@ -519,12 +422,15 @@ class RaftMessage(_message.Message):
         hint: _builtins.int = ...,
         snapshot: Global___RaftSnapshotMeta | None = ...,
         snapshot_data: _builtins.bytes = ...,
+        snapshot_offset: _builtins.int = ...,
+        snapshot_size: _builtins.int = ...,
+        snapshot_more: _builtins.bool = ...,
         force: _builtins.bool = ...,
         context: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "context", b"context", "dst", b"dst", "entries", b"entries", "force", b"force", "hint", b"hint", "index", b"index", "log_term", b"log_term", "reject", b"reject", "snapshot", b"snapshot", "snapshot_data", b"snapshot_data", "src", b"src", "term", b"term", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "context", b"context", "dst", b"dst", "entries", b"entries", "force", b"force", "hint", b"hint", "index", b"index", "log_term", b"log_term", "reject", b"reject", "snapshot", b"snapshot", "snapshot_data", b"snapshot_data", "snapshot_more", b"snapshot_more", "snapshot_offset", b"snapshot_offset", "snapshot_size", b"snapshot_size", "src", b"src", "term", b"term", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

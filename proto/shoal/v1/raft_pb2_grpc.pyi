@@ -3,9 +3,9 @@
 isort:skip_file
 Shoal API: raft membership and snapshot transfer between managers.
 
-Managers only (mTLS, manager role). The raft log itself is replicated by
-pysyncobj on its own authenticated port; these services cover what it
-lacks: membership changes and large snapshots streamed in chunks.
+Managers only (mTLS, manager role). The consensus core's messages travel on
+RaftTransport (the raft port); RaftMembership, on the API port, lets a new
+manager join through the leader.
 """
 
 from collections import abc as _abc
@@ -73,49 +73,6 @@ class RaftMembershipServicer(metaclass=_abc_1.ABCMeta):
         """Removes a member from the raft group (served by the leader)."""
 
 def add_RaftMembershipServicer_to_server(servicer: RaftMembershipServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
-
-class RaftStub:
-    """Raft carries what pysyncobj does not: snapshots and address lookups."""
-
-    @_typing.overload
-    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
-    @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> RaftAsyncStub: ...
-    StreamSnapshot: _grpc.UnaryStreamMultiCallable[_raft_pb2.StreamSnapshotRequest, _raft_pb2.SnapshotChunk]
-    """Streams a store snapshot in chunks (no 4 MB message limit)."""
-    ResolveAddress: _grpc.UnaryUnaryMultiCallable[_raft_pb2.ResolveAddressRequest, _raft_pb2.ResolveAddressResponse]
-    """Returns the gRPC address of a raft member."""
-
-@_typing.type_check_only
-class RaftAsyncStub(RaftStub):
-    """Raft carries what pysyncobj does not: snapshots and address lookups."""
-
-    def __init__(self, channel: _aio.Channel) -> None: ...
-    StreamSnapshot: _aio.UnaryStreamMultiCallable[_raft_pb2.StreamSnapshotRequest, _raft_pb2.SnapshotChunk]  # type: ignore[assignment]
-    """Streams a store snapshot in chunks (no 4 MB message limit)."""
-    ResolveAddress: _aio.UnaryUnaryMultiCallable[_raft_pb2.ResolveAddressRequest, _raft_pb2.ResolveAddressResponse]  # type: ignore[assignment]
-    """Returns the gRPC address of a raft member."""
-
-class RaftServicer(metaclass=_abc_1.ABCMeta):
-    """Raft carries what pysyncobj does not: snapshots and address lookups."""
-
-    @_abc_1.abstractmethod
-    def StreamSnapshot(
-        self,
-        request: _raft_pb2.StreamSnapshotRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_raft_pb2.SnapshotChunk], _abc.AsyncIterator[_raft_pb2.SnapshotChunk]]:
-        """Streams a store snapshot in chunks (no 4 MB message limit)."""
-
-    @_abc_1.abstractmethod
-    def ResolveAddress(
-        self,
-        request: _raft_pb2.ResolveAddressRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_raft_pb2.ResolveAddressResponse, _abc.Awaitable[_raft_pb2.ResolveAddressResponse]]:
-        """Returns the gRPC address of a raft member."""
-
-def add_RaftServicer_to_server(servicer: RaftServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class RaftTransportStub:
     """RaftTransport carries the consensus core's messages between managers (mTLS, manager

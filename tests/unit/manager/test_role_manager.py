@@ -1,4 +1,5 @@
-"""RoleManager and RaftRemovalCheck on a real store, with a fake of the few raft calls."""
+"""RoleManager and RaftRemovalCheck on a real store, with a fake of the few raft calls:
+raft members are node ids, the ones their certificates name."""
 
 from __future__ import annotations
 
@@ -16,14 +17,15 @@ from manager.store import LocalProposer, Store, WriteTx
 from shoal.v1 import objects_pb2, types_pb2
 from tests.polling import until_async
 
-LEADER = "10.0.0.1:4243"
+LEADER = "one"  # the node id of the manager these tests run on, the leader at first
 
 
 class FakeRaft:
-    """Members and reachability as sets; the quorum check is raft's own."""
+    """Members (node ids) and reachability as sets; the quorum check is raft's own."""
 
     def __init__(self, members: set[str], reachable: set[str] | None = None) -> None:
         self.members = set(members)
+        self.learners: set[str] = set()
         self.reachable = set(members if reachable is None else reachable)
         self.leader = LEADER
         self.removed: list[str] = []
@@ -32,22 +34,27 @@ class FakeRaft:
 
     async def status(self) -> RaftStatus:
         return RaftStatus(
-            address=LEADER,
+            node_id=LEADER,
+            address="10.0.0.1:4243",
             term=1,
             is_leader=self.leader == LEADER,
             leader=self.leader,
             commit_index=0,
             last_applied=0,
-            members=sorted(self.members),
-            reachable=sorted(self.reachable & self.members),
+            members=sorted(self.members | self.learners),
+            learners=sorted(self.learners),
+            reachable=sorted(self.reachable & (self.members | self.learners)),
             log_entries=0,
             snapshot_index=0,
         )
 
-    async def remove_member(self, address: str, force: bool = False) -> None:
-        check_remove(self.members, self.reachable, self.leader, address, force)
-        self.members.discard(address)
-        self.removed.append(address)
+    async def remove_member(self, node_id: str, force: bool = False) -> None:
+        if node_id in self.learners:  # as raft: a learner never counts towards a quorum
+            self.learners.discard(node_id)
+        else:
+            check_remove(self.members, self.reachable, self.leader, node_id, force)
+            self.members.discard(node_id)
+        self.removed.append(node_id)
 
     async def transfer_leadership(self, to: str | None = None, timeout: float = 5.0) -> str:
         self.transfers += 1
@@ -99,7 +106,7 @@ def _node(store: Store, node_id: str) -> objects_pb2.Node:
     return node
 
 
-THREE = {LEADER, "10.0.0.2:4243", "10.0.0.3:4243"}
+THREE = {"one", "two", "three"}
 
 
 @pytest.fixture
@@ -107,7 +114,7 @@ async def three_managers() -> tuple[Store, FakeRaft]:
     store = _store()
     await _create(
         store,
-        _manager_node("one", LEADER),
+        _manager_node("one", "10.0.0.1:4243"),
         _manager_node("two", "10.0.0.2:4243"),
         _manager_node("three", "10.0.0.3:4243"),
         _worker_node("four"),
@@ -123,7 +130,8 @@ async def test_demoted_manager_leaves_raft_and_becomes_a_worker(
 
     assert await RoleManager(store, raft, LEADER).reconcile() is False
 
-    assert raft.members == {LEADER, "10.0.0.2:4243"}
+    assert raft.members == {"one", "two"}
+    assert raft.removed == ["three"]
     node = _node(store, "three")
     assert node.role == types_pb2.WORKER
     assert not node.HasField("manager_status")
@@ -134,7 +142,7 @@ async def test_demotion_below_quorum_is_refused_with_a_message_and_retried(
     three_managers: tuple[Store, FakeRaft],
 ) -> None:
     store, raft = three_managers
-    raft.reachable = {LEADER, "10.0.0.2:4243"}  # three is down
+    raft.reachable = {"one", "two"}  # three is down
     await _set_desired(store, "two", types_pb2.WORKER)
     roles = RoleManager(store, raft, LEADER)
 
@@ -151,7 +159,7 @@ async def test_demotion_below_quorum_is_refused_with_a_message_and_retried(
     assert await roles.reconcile() is False
     node = _node(store, "two")
     assert node.role == types_pb2.WORKER and node.status.message == ""
-    assert raft.members == {LEADER, "10.0.0.3:4243"}
+    assert raft.members == {"one", "three"}
 
 
 async def test_demoted_leader_hands_leadership_over_and_stays_a_member(
@@ -205,13 +213,30 @@ async def test_a_demoted_node_no_longer_in_raft_is_only_recorded(
 ) -> None:
     """A leader that removed it and failed before recording it leaves this state."""
     store, raft = three_managers
-    raft.members.discard("10.0.0.3:4243")
+    raft.members.discard("three")
     await _set_desired(store, "three", types_pb2.WORKER)
 
     assert await RoleManager(store, raft, LEADER).reconcile() is False
 
     assert raft.removed == []
     assert _node(store, "three").role == types_pb2.WORKER
+
+
+async def test_a_demoted_learner_leaves_raft_whatever_the_quorum(
+    three_managers: tuple[Store, FakeRaft],
+) -> None:
+    """A manager that joined but is not caught up yet is a learner: it counts towards no
+    quorum, so it leaves even while the voters are down."""
+    store, raft = three_managers
+    await _create(store, _manager_node("five", "10.0.0.5:4243"))
+    raft.learners.add("five")
+    raft.reachable = {"one"}
+    await _set_desired(store, "five", types_pb2.WORKER)
+
+    assert await RoleManager(store, raft, LEADER).reconcile() is False
+
+    assert raft.removed == ["five"] and raft.learners == set()
+    assert _node(store, "five").role == types_pb2.WORKER
 
 
 @contextlib.asynccontextmanager
@@ -229,7 +254,7 @@ async def test_run_follows_changes_one_at_a_time_and_retries_refusals(
     three_managers: tuple[Store, FakeRaft],
 ) -> None:
     store, raft = three_managers
-    raft.reachable = {LEADER, "10.0.0.2:4243"}
+    raft.reachable = {"one", "two"}
     async with _running(RoleManager(store, raft, LEADER, retry_seconds=0.05)):
         await _set_desired(store, "two", types_pb2.WORKER)
         await until_async(lambda: _node(store, "two").status.message, "refusal reported")
@@ -242,18 +267,18 @@ async def test_run_follows_changes_one_at_a_time_and_retries_refusals(
         await until_async(
             lambda: _node(store, "four").role, "promoted", holds=lambda r: r == types_pb2.MANAGER
         )
-    assert raft.removed == ["10.0.0.2:4243"]
+    assert raft.removed == ["two"]
 
 
 async def test_removal_check_removes_an_unreachable_member_from_raft(
     three_managers: tuple[Store, FakeRaft],
 ) -> None:
     store, raft = three_managers
-    raft.reachable = {LEADER, "10.0.0.2:4243"}
+    raft.reachable = {"one", "two"}
     check = RaftRemovalCheck(raft, LEADER)
 
     assert await check(_node(store, "three")) is False
-    assert raft.removed == ["10.0.0.3:4243"]
+    assert raft.removed == ["three"]
 
 
 async def test_removal_check_keeps_running_members_and_non_members(
@@ -265,6 +290,10 @@ async def test_removal_check_keeps_running_members_and_non_members(
     assert await check(_node(store, "two")) is True  # reachable: demote it first
     assert await check(_node(store, "one")) is True  # the leader itself
     assert await check(_node(store, "four")) is False  # a worker
+    assert raft.removed == []
+    # This manager is running, whatever raft says of its reachability.
+    raft.reachable = {"two", "three"}
+    assert await check(_node(store, "one")) is True
     assert raft.removed == []
 
 

@@ -11,12 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tests.polling import until
+from tests.integration.manager.raft.raft_node import format_peers
+from tests.polling import Bounds, until
 
 NODE_PROGRAM = Path(__file__).with_name("raft_node.py")
 
@@ -31,24 +32,38 @@ class NodeError(Exception):
         self.answer = answer
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float, period: float = 0.05) -> Any:
+def wait_until(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float,
+    period: float = 0.05,
+    context: Callable[[], str] | None = None,
+) -> Any:
     """`tests.polling.until` for raft nodes: a request that fails meanwhile (the node is
-    not up, or refuses) counts as not yet."""
-    return until(check, what, timeout_s=timeout, interval_s=period, retry_on=(OSError, NodeError))
+    not up, or refuses) counts as not yet. `context`: what to add on failure."""
+    bounds: Bounds = {"timeout_s": timeout, "interval_s": period, "retry_on": (OSError, NodeError)}
+    if context is not None:
+        bounds["context"] = context
+    return until(check, what, **bounds)
 
 
 @dataclass
 class RaftProcess:
+    node_id: str
     address: str
     workdir: Path
     launcher: Launcher
-    key_file: Path
+    # The test CA (raft_node.write_test_ca) the process issues its certificate from.
+    ca_dir: Path
     compaction_min_entries: int = 5000
-    connection_timeout: float = 3.5
     # The lab machine (network namespace) it runs in; None on loopback.
     netns: str | None = None
     proc: subprocess.Popen[bytes] | None = None
-    peers: list[str] = field(default_factory=list)
+    # As last started: the other managers by node id, whether it founds a group, and where
+    # every node of the harness listens (the store's Node objects in a real manager).
+    peers: dict[str, str] = field(default_factory=dict)
+    bootstrap: bool = False
+    address_book: dict[str, str] = field(default_factory=dict)
     _log: IO[bytes] | None = None
 
     @property
@@ -63,30 +78,45 @@ class RaftProcess:
     def log_path(self) -> Path:
         return self.workdir / "node.log"
 
-    def start(self, peers: Iterable[str], join: bool = False) -> None:
+    def start(
+        self,
+        peers: Mapping[str, str],
+        bootstrap: bool = False,
+        address_book: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start the process. With an empty data dir, `bootstrap` founds a group of this
+        node and `peers` (each founder given the same set); without it, the node waits for
+        a leader that has added it (a join). With data, it carries on from it."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.peers = list(peers)
+        self.peers = {k: v for k, v in peers.items() if k != self.node_id}
+        self.bootstrap = bootstrap
+        self.address_book = dict(address_book or {})
         self.control.unlink(missing_ok=True)
         argv = [
             sys.executable,
             str(NODE_PROGRAM),
+            "--node-id", self.node_id,
             "--address", self.address,
-            "--peers", ",".join(self.peers),
+            "--ca-dir", str(self.ca_dir),
+            "--peers", format_peers(self.peers),
+            "--address-book", format_peers(self.address_book),
             "--data-dir", str(self.data_dir),
-            "--key-file", str(self.key_file),
             "--control", str(self.control),
             "--compaction-min-entries", str(self.compaction_min_entries),
-            "--connection-timeout", str(self.connection_timeout),
         ]  # fmt: skip
-        if join:
-            argv.append("--join")
+        if bootstrap:
+            argv.append("--bootstrap")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (lives as long as the process)
         self.proc = self.launcher(argv, self._log)
-        wait_until(f"{self.address} control socket", self._answers, timeout=30)
+        wait_until(f"{self.node_id} control socket", self._answers, timeout=30)
+
+    def restart(self) -> None:
+        """Start again as last started (after `kill`), from its data."""
+        self.start(self.peers, self.bootstrap, self.address_book)
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"{self.address} exited: {self.log_tail()}")
+            raise AssertionError(f"{self.node_id} exited: {self.log_tail()}")
         return self.control.exists() and bool(self.request("status", timeout=2))
 
     def kill(self) -> None:
@@ -110,7 +140,7 @@ class RaftProcess:
             reader = sock.makefile("rb")
             line = reader.readline()
         if not line:
-            raise OSError(f"{self.address} closed the control connection")
+            raise OSError(f"{self.node_id} closed the control connection")
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
             raise NodeError(answer)
@@ -130,10 +160,27 @@ class RaftCluster:
     def __init__(self, nodes: list[RaftProcess]) -> None:
         self.nodes = nodes
 
-    def start(self) -> None:
-        addresses = [n.address for n in self.nodes]
-        for node in self.nodes:
-            node.start([a for a in addresses if a != node.address])
+    @property
+    def address_book(self) -> dict[str, str]:
+        return {n.node_id: n.address for n in self.nodes}
+
+    def start(self, nodes: list[RaftProcess] | None = None) -> None:
+        """Start `nodes` (by default all) as one group: each bootstraps with the others as
+        its peers (with data already, each carries on from it)."""
+        founders = nodes if nodes is not None else self.nodes
+        peers = {n.node_id: n.address for n in founders}
+        for node in founders:
+            node.start(peers, bootstrap=True, address_book=self.address_book)
+
+    def join(self, node: RaftProcess) -> None:
+        """Start `node` with an empty data dir and no bootstrap, once a leader has added it
+        (`leader.request("add_member", node_id=..., address=...)`): it waits for the
+        leader to bring it the group."""
+        assert not node.data_dir.exists() or not any(node.data_dir.iterdir()), (
+            f"{node.node_id} has data: a joiner starts empty"
+        )
+        others = {n.node_id: n.address for n in self.nodes if n is not node}
+        node.start(others, bootstrap=False, address_book=self.address_book)
 
     def running(self) -> list[RaftProcess]:
         return [n for n in self.nodes if n.running]
@@ -147,7 +194,7 @@ class RaftCluster:
                     return node
             return None
 
-        found: RaftProcess = wait_until("a raft leader", find, timeout)
+        found: RaftProcess = wait_until("a raft leader", find, timeout, context=self.describe)
         return found
 
     def kill_all(self) -> None:
@@ -161,5 +208,21 @@ class RaftCluster:
             digests = {n.request("digest")["digest"] for n in nodes or self.running()}
             return digests.pop() if len(digests) == 1 else None
 
-        digest: str = wait_until("the stores to converge", same, timeout, period=0.2)
+        digest: str = wait_until(
+            "the stores to converge", same, timeout, period=0.2, context=self.describe
+        )
         return digest
+
+    def describe(self) -> str:
+        """Each node's status (or why there is none) and the end of its log."""
+        lines = []
+        for node in self.nodes:
+            if node.proc is None:
+                lines.append(f"{node.node_id}: never started")
+                continue
+            try:
+                found: Any = {k: v for k, v in node.status().items() if k != "address"}
+            except (OSError, NodeError) as exc:
+                found = f"no status ({exc})"
+            lines += [f"{node.node_id}: {found}", node.log_tail(15), ""]
+        return "\n".join(lines)

@@ -3,6 +3,9 @@
 Run with sys.executable. Requests and answers are JSON lines; see `Node.handle`. Each
 write creates a Task labelled key=<key>, so counting tasks per key shows whether a write
 was lost (0) or applied twice (2).
+
+Its manager certificate (for `--node-id`) it issues itself from the test CA in `--ca-dir`
+(`write_test_ca`): a test-only shortcut for what `swarmd join` gets from the managers.
 """
 
 from __future__ import annotations
@@ -15,13 +18,64 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from manager.ca.certificates import create_csr, generate_node_key
+from manager.ca.client import NodeCredentials
+from manager.ca.cluster_ca import ClusterCA
+from manager.ca.join_tokens import JoinTokens
+from manager.ca.roles import Role
+from manager.ca.root_ca import RootCA
 from manager.raft import Raft, RaftConfig
 from manager.store import Store, StoreError, new_id
 from manager.store.snapshot import encode_snapshot
 from shoal.v1 import objects_pb2, store_pb2
+
+CA_CERT = "ca.crt"
+CA_KEY = "ca.key"
+CLUSTER_ID = "cluster_id"
+
+
+def write_test_ca(directory: Path, ca: ClusterCA | None = None) -> ClusterCA:
+    """Keep a test ClusterCA (root certificate and key, cluster id) in `directory`, for
+    raft_node processes to issue their own certificates from (a new CA if none given)."""
+    ca = ca or ClusterCA.initialize()
+    directory.mkdir(parents=True, exist_ok=True)
+    ca.root.save(directory / CA_CERT, directory / CA_KEY)
+    (directory / CLUSTER_ID).write_text(ca.cluster_id)
+    return ca
+
+
+def load_test_ca(directory: Path) -> ClusterCA:
+    root = RootCA.load(directory / CA_CERT, directory / CA_KEY)
+    cluster_id = (directory / CLUSTER_ID).read_text().strip()
+    if not cluster_id:
+        raise ValueError(f"{directory / CLUSTER_ID} holds no cluster id")
+    return ClusterCA(cluster_id, root, JoinTokens.generate(root.digest))
+
+
+def manager_credentials(ca: ClusterCA, node_id: str) -> NodeCredentials:
+    """A new key and a manager certificate for `node_id`, issued by `ca`."""
+    key = generate_node_key()
+    certificate = ca.issue(create_csr(key), node_id, Role.MANAGER)
+    return NodeCredentials(key, certificate, RootCA(ca.root.certificate))
+
+
+def parse_peers(value: str) -> dict[str, str]:
+    """`id=host:port,id=host:port` as {id: host:port}."""
+    peers: dict[str, str] = {}
+    for item in filter(None, value.split(",")):
+        node_id, sep, address = item.partition("=")
+        if not sep or not node_id or not address:
+            raise ValueError(f"peer {item!r} is not id=host:port")
+        peers[node_id] = address
+    return peers
+
+
+def format_peers(peers: Mapping[str, str]) -> str:
+    return ",".join(f"{node_id}={address}" for node_id, address in peers.items())
 
 
 def task_for(key: str, pad: int) -> objects_pb2.Task:
@@ -108,12 +162,12 @@ class Node:
     async def op_barrier(self) -> dict[str, Any]:
         return {"index": await self.raft.read_barrier()}
 
-    async def op_add_member(self, address: str, force: bool = False) -> dict[str, Any]:
-        await self.raft.add_member(address, force)
+    async def op_add_member(self, node_id: str, address: str) -> dict[str, Any]:
+        await self.raft.add_member(node_id, address)
         return {"ok": True}
 
-    async def op_remove_member(self, address: str, force: bool = False) -> dict[str, Any]:
-        await self.raft.remove_member(address, force)
+    async def op_remove_member(self, node_id: str, force: bool = False) -> dict[str, Any]:
+        await self.raft.remove_member(node_id, force)
         return {"ok": True}
 
     async def op_transfer_leadership(self, to: str | None = None) -> dict[str, Any]:
@@ -139,15 +193,17 @@ class Node:
 async def serve(args: argparse.Namespace) -> int:
     store = Store()
     config = RaftConfig(
+        node_id=args.node_id,
         address=args.address,
-        peers=tuple(p for p in args.peers.split(",") if p),
         data_dir=Path(args.data_dir),
-        key=Path(args.key_file).read_bytes(),
-        joining=args.join,
+        peers=parse_peers(args.peers),
+        bootstrap=args.bootstrap,
         compaction_min_entries=args.compaction_min_entries,
-        connection_timeout=args.connection_timeout,
     )
-    raft = Raft(config, store)
+    credentials = manager_credentials(load_test_ca(Path(args.ca_dir)), args.node_id)
+    # Where every lab node listens: what a manager's store Node objects tell its raft.
+    address_book = parse_peers(args.address_book)
+    raft = Raft(config, store, credentials, addresses=address_book.get)
     store.proposer = raft
     await raft.start()
     node = Node(raft, store)
@@ -176,18 +232,29 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--node-id", required=True)
     parser.add_argument("--address", required=True)
-    parser.add_argument("--peers", default="")
+    parser.add_argument("--ca-dir", required=True, help="the test CA (write_test_ca)")
+    parser.add_argument("--peers", default="", help="id=host:port,...: the other managers")
+    parser.add_argument(
+        "--address-book",
+        default="",
+        help="id=host:port,...: where nodes listen, as the store's Node objects would say",
+    )
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--key-file", required=True)
     parser.add_argument("--control", required=True)
-    parser.add_argument("--join", action="store_true")
+    parser.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="with an empty data dir, found a group of this node and --peers; else join",
+    )
     parser.add_argument("--compaction-min-entries", type=int, default=5000)
-    parser.add_argument("--connection-timeout", type=float, default=3.5)
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # RAFT_NODE_LOG=DEBUG: the raft layer's debug lines too (its streams ending...).
+    logging.getLogger("manager.raft").setLevel(os.environ.get("RAFT_NODE_LOG", "INFO"))
     return asyncio.run(serve(args))
 
 

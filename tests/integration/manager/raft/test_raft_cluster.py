@@ -1,6 +1,11 @@
 """Raft + store across separate processes in lab machines: replication, read barriers on
-every member, failover without lost or doubled writes, full-cluster restart, catch-up from a
-large snapshot, the cluster key, and membership changes that would lose quorum."""
+every member, failover without lost or doubled writes, full-cluster restart, a new member
+catching up from a large snapshot, a manager of another cluster and garbage on the raft
+port, learners that never start, and membership changes that would lose quorum.
+
+Members are node ids (m1, m2...), the ones their manager certificates name. That a
+certificate for one node id cannot send messages as another is checked by
+tests/unit/manager/raft/test_peer_transport.py."""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from tests.integration.manager.raft.cluster import (
     RaftProcess,
     wait_until,
 )
+from tests.integration.manager.raft.raft_node import write_test_ca
 
 MakeCluster = Callable[..., RaftCluster]
 
@@ -48,6 +54,29 @@ def counts(node: RaftProcess) -> dict[str, int]:
     return result
 
 
+def node_ids(nodes: list[RaftProcess]) -> list[str]:
+    return sorted(n.node_id for n in nodes)
+
+
+def holds_for(what: str, check: Callable[[], object], seconds: float) -> None:
+    """Run `check` (which asserts) again and again for `seconds`: watching for a while
+    that something does not happen. Its first failed assertion fails the test."""
+    deadline = time.monotonic() + seconds
+
+    def watched() -> bool:
+        check()
+        return time.monotonic() >= deadline
+
+    wait_until(what, watched, timeout=seconds + 30, period=0.2)
+
+
+def socket_in(netns: str) -> socket.socket:
+    """A TCP socket of lab machine `netns`'s network namespace."""
+    holder: list[socket.socket] = []
+    namespaces.run_in_netns(netns, lambda: holder.append(socket.socket()))
+    return holder[0]
+
+
 def fill(cluster: RaftCluster, total_bytes: int) -> None:
     """Add `total_bytes` of Configs, a few MB per request (retried after a leader change)."""
     step = 2_000_000
@@ -69,12 +98,14 @@ def test_writes_replicate_to_every_member(make_cluster: MakeCluster) -> None:
     cluster.converged()
     for node in cluster.nodes:
         assert counts(node) == {f"k{i}": 1 for i in range(50)}
+        status = node.status()
+        assert status["leader"] == leader.node_id
+        assert status["members"] == node_ids(cluster.nodes)
+        assert status["learners"] == []
 
     # The raft port listens on the machine's address only, not on every address.
     assert leader.netns is not None
-    holder: list[socket.socket] = []
-    namespaces.run_in_netns(leader.netns, lambda: holder.append(socket.socket()))
-    with holder[0] as sock, pytest.raises(ConnectionRefusedError):
+    with socket_in(leader.netns) as sock, pytest.raises(ConnectionRefusedError):
         sock.connect(("127.0.0.1", int(leader.address.rsplit(":", 1)[1])))
 
     follower = next(n for n in cluster.nodes if n is not leader)
@@ -94,10 +125,10 @@ def test_a_read_barrier_on_any_member_sees_every_write_acknowledged_before_it(
         acknowledged = leader.request("put", key=f"k{i}")["index"]
         for node in [*followers, leader]:
             barrier = node.request("barrier")["index"]
-            assert barrier > acknowledged
+            assert barrier >= acknowledged
             found = node.request("counts")
             assert found["store_index"] >= barrier
-            assert found["counts"].get(f"k{i}") == 1, (node.address, i)
+            assert found["counts"].get(f"k{i}") == 1, (node.node_id, i)
 
 
 @pytest.mark.parametrize("members", [3, 5])
@@ -132,7 +163,7 @@ def test_leader_kill_loses_no_acknowledged_write_and_applies_none_twice(
     for node in survivors:
         found = counts(node)
         assert {k: found.get(k, 0) for k in acked} == {k: 1 for k in acked}, (
-            f"lost or doubled writes on {node.address}"
+            f"lost or doubled writes on {node.node_id}"
         )
         assert all(n == 1 for n in found.values())
     print(f"failover with {members} members: {failover:.2f} s to the next acknowledged write")
@@ -143,7 +174,7 @@ def snapshots_above(cluster: RaftCluster, index: int) -> dict[str, int]:
     snapshot above `index` (polled)."""
 
     def written() -> dict[str, int] | None:
-        found = {n.address: n.status()["snapshot_index"] for n in cluster.nodes}
+        found = {n.node_id: n.status()["snapshot_index"] for n in cluster.nodes}
         return found if all(i > index for i in found.values()) else None
 
     result: dict[str, int] = wait_until(f"snapshots above index {index}", written, timeout=60)
@@ -168,22 +199,23 @@ def test_whole_cluster_killed_and_restarted_keeps_everything(make_cluster: MakeC
     assert len(expected) == 290
 
     cluster.kill_all()
-    cluster.start()
+    cluster.start()  # with their data: --bootstrap changes nothing
     cluster.leader()
     assert cluster.converged() == digest
     for node in cluster.nodes:
         assert counts(node) == expected
         status = node.status()
-        assert status["snapshot_index"] >= snapshots[node.address]
-        assert sorted(status["members"]) == sorted(n.address for n in cluster.nodes)
+        assert status["snapshot_index"] >= snapshots[node.node_id]
+        assert status["members"] == node_ids(cluster.nodes)
+    cluster.leader().request("put", key="after-restart")
+    cluster.converged()
 
 
 def test_new_member_catches_up_from_a_large_snapshot(make_cluster: MakeCluster) -> None:
-    """60 MB in 1 MiB chunks, with connections dropped after 1.4 s of silence: sending and
-    loading it outlasts that, so it completes only because the member acknowledges every
-    chunk (without those acks this test times out: pysyncobj restarts the transfer
-    forever, a size cliff)."""
-    cluster = make_cluster(4, members=3, connection_timeout=1.4, compaction_min_entries=30)
+    """60 MB of store sent to a new member as a snapshot (in 1 MiB pieces): added as a
+    learner, it joins with an empty data dir, catches up, and the leader makes it a
+    voter."""
+    cluster = make_cluster(4, members=3, compaction_min_entries=30)
     newcomer = cluster.nodes[3]
     fill(cluster, 60_000_000)
     leader = cluster.leader()
@@ -202,16 +234,59 @@ def test_new_member_catches_up_from_a_large_snapshot(make_cluster: MakeCluster) 
     size = leader.request("digest")["bytes"]
     assert size >= 60_000_000
 
-    leader.request("add_member", address=newcomer.address)
+    leader.request("add_member", node_id=newcomer.node_id, address=newcomer.address)
+    status = leader.status()
+    assert status["learners"] == [newcomer.node_id]
+    assert status["members"] == node_ids(cluster.nodes)
     started = time.monotonic()
-    newcomer.start([n.address for n in cluster.nodes[:3]], join=True)
+    cluster.join(newcomer)
     cluster.converged(timeout=120)
-    print(f"{size / 1e6:.0f} MB snapshot: joined in {time.monotonic() - started:.1f} s")
+    print(
+        f"{size / 1e6:.0f} MB snapshot: joined in {time.monotonic() - started:.1f} s; "
+        f"raft term {status['term']} -> {newcomer.status()['term']}"
+    )
     status = newcomer.status()
     # It got the store from the snapshot: its log starts at or after the snapshot.
     assert status["snapshot_index"] >= snapshot_index
     assert newcomer.request("digest")["bytes"] == size
-    assert sorted(status["members"]) == sorted(n.address for n in cluster.nodes)
+
+    def a_voter_everywhere() -> bool:
+        for node in cluster.nodes:
+            found = node.status()
+            if found["learners"] or found["members"] != node_ids(cluster.nodes):
+                return False
+        return True
+
+    wait_until(f"{newcomer.node_id} promoted to voter", a_voter_everywhere, timeout=30)
+    assert newcomer.status()["leader"] == cluster.leader().node_id
+    cluster.leader().request("put", key="with-four-voters")
+    cluster.converged()
+
+
+def test_a_learner_that_never_starts_costs_no_quorum(make_cluster: MakeCluster) -> None:
+    """3 voters and a learner added but never started: with one voter killed, the two
+    others still commit (4 members, but the learner has no vote)."""
+    cluster = make_cluster(4, members=3)
+    leader = cluster.leader()
+    absent = cluster.nodes[3]
+    leader.request("add_member", node_id=absent.node_id, address=absent.address)
+    leader.request("put", key="all-voters-up")
+    follower, victim = [n for n in cluster.nodes[:3] if n is not leader]
+    victim.kill()
+    wait_until(
+        "the leader to see the killed voter unreachable",
+        lambda: victim.node_id not in leader.status()["reachable"],
+        timeout=10,
+    )
+    for i in range(10):
+        leader.request("put", key=f"one-voter-down-{i}", timeout=10)
+    status = leader.status()
+    assert status["is_leader"]
+    assert status["learners"] == [absent.node_id]
+    assert status["members"] == node_ids(cluster.nodes)
+    cluster.converged([leader, follower])
+    expected = {"all-voters-up": 1, **{f"one-voter-down-{i}": 1 for i in range(10)}}
+    assert counts(follower) == expected
 
 
 class _Marker:
@@ -225,53 +300,96 @@ class _Marker:
 
 
 def _frame(message: Any) -> bytes:
-    """A message framed as pysyncobj does without a password: length, zlib(pickle)."""
+    """A message framed as pysyncobj did without a password: length, zlib(pickle)."""
     data = zlib.compress(pickle.dumps(message, 2), 3)
     return struct.pack("i", len(data)) + data
 
 
-def test_wrong_key_cannot_join_or_inject(make_cluster: MakeCluster, tmp_path: Path) -> None:
+def test_garbage_on_the_raft_port_disturbs_nothing(
+    make_cluster: MakeCluster, tmp_path: Path
+) -> None:
+    """Raw TCP from another machine to every member: pickles and random bytes where a TLS
+    handshake belongs. Nothing is unpickled, nothing answers but a TLS alert, and the
+    group goes on committing."""
     cluster = make_cluster(4, members=3)
+    members = cluster.nodes[:3]
+    outsider = cluster.nodes[3]
     leader = cluster.leader()
     for i in range(20):
         leader.request("put", key=f"k{i}")
-    digest = cluster.converged()
-    intruder = cluster.nodes[3]
-
-    # Raw TCP from inside the fourth machine: unencrypted pysyncobj frames carrying a
-    # pickle that would create a file if anything unpickled it.
+    cluster.converged(members)
+    assert outsider.netns is not None
     marker = tmp_path / "unpickled"
-    holder: list[socket.socket] = []
-    assert intruder.netns is not None
-    namespaces.run_in_netns(intruder.netns, lambda: holder.append(socket.socket()))
-    host, port = leader.address.rsplit(":", 1)
-    with holder[0] as sock:
-        sock.settimeout(5)
-        sock.connect((host, int(port)))
-        try:
-            sock.sendall(_frame(_Marker(marker)))  # unpickled on arrival without a key
-            sock.sendall(
-                _frame({"type": "apply_command", "command": pickle.dumps(_Marker(marker))})
-            )
-            sock.sendall(_frame(["add", intruder.address]))
-            answer = sock.recv(1024)
-        except (BrokenPipeError, ConnectionResetError):
-            answer = b""  # the server hung up on us
-        assert answer == b"", "the raft port answered an unauthenticated peer"
+    for member in members:
+        host, port = member.address.rsplit(":", 1)
+        with socket_in(outsider.netns) as sock:
+            sock.settimeout(5)
+            sock.connect((host, int(port)))
+            answer = b""
+            try:
+                sock.sendall(_frame(_Marker(marker)))
+                sock.sendall(_frame({"type": "append", "command": pickle.dumps(_Marker(marker))}))
+                sock.sendall(os.urandom(4096))
+                while chunk := sock.recv(4096):  # until the server hangs up
+                    answer += chunk
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # it hung up on us
+            # At most a TLS alert record (content type 21): no raft, no gRPC.
+            assert answer[:1] in (b"", b"\x15"), f"{member.node_id} answered {answer[:64]!r}"
     assert not marker.exists()
+    for i in range(20):
+        leader.request("put", key=f"after-{i}", timeout=10)
+    cluster.converged(members)
+    expected = {**{f"k{i}": 1 for i in range(20)}, **{f"after-{i}": 1 for i in range(20)}}
+    for member in members:
+        assert counts(member) == expected
+        assert member.status()["leader"] == leader.node_id
 
-    # A manager with the wrong key, added as a member, never gets the data.
-    leader.request("add_member", address=intruder.address)
-    intruder.key_file = tmp_path / "wrong.key"
-    intruder.key_file.write_bytes(os.urandom(32))
-    intruder.start([n.address for n in cluster.nodes[:3]], join=True)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        assert intruder.status()["store_index"] == 0
-        assert intruder.address not in leader.status()["reachable"]
-        time.sleep(0.2)
-    assert cluster.converged(cluster.nodes[:3]) == digest
-    assert len(counts(leader)) == 20
+
+def test_a_manager_of_another_cluster_cannot_join_or_inject(
+    make_cluster: MakeCluster, tmp_path: Path
+) -> None:
+    """A manager certificate from another ClusterCA, for the node id the group has added
+    (m4): the group and it refuse each other's TLS, so it never learns a leader nor gets
+    the store; bootstrapped as a voter of a group with the members, its election messages
+    reach none of them (none hears from m4), and their stores do not change."""
+    cluster = make_cluster(4, members=3)
+    members = cluster.nodes[:3]
+    leader = cluster.leader()
+    for i in range(20):
+        leader.request("put", key=f"k{i}")
+    digest = cluster.converged(members)
+    term = leader.status()["term"]
+    stranger = cluster.nodes[3]
+    stranger.ca_dir = tmp_path / "another-ca"
+    write_test_ca(stranger.ca_dir)
+
+    def refused_both_ways() -> None:
+        found = stranger.status()
+        assert found["leader"] is None, found
+        for member in members:
+            seen = member.status()
+            assert stranger.node_id not in seen["reachable"], (member.node_id, seen)
+            assert (seen["term"], seen["leader"]) == (term, leader.node_id), seen
+
+    leader.request("add_member", node_id=stranger.node_id, address=stranger.address)
+    cluster.join(stranger)
+    holds_for("the stranger getting nothing", refused_both_ways, 5)
+    assert stranger.status()["store_index"] == 0
+    assert stranger.status()["members"] == []
+    assert leader.status()["learners"] == [stranger.node_id]
+
+    # As the founder of a group of itself and the members: it campaigns (pre-votes) on
+    # TLS streams the members refuse.
+    stranger.kill()
+    stranger.start(cluster.address_book, bootstrap=True, address_book=cluster.address_book)
+    assert stranger.status()["members"] == node_ids(cluster.nodes)
+    holds_for("the stranger reaching no member", refused_both_ways, 5)
+    assert cluster.converged(members) == digest
+    assert counts(leader) == {f"k{i}": 1 for i in range(20)}
+    assert leader.status()["learners"] == [stranger.node_id]
+    leader.request("put", key="still-committing")
+    cluster.converged(members)
 
 
 def test_removal_that_loses_quorum_is_refused_without_force(make_cluster: MakeCluster) -> None:
@@ -281,27 +399,27 @@ def test_removal_that_loses_quorum_is_refused_without_force(make_cluster: MakeCl
     dead.kill()
     wait_until(
         "the leader to see the dead member unreachable",
-        lambda: dead.address not in leader.status()["reachable"],
+        lambda: dead.node_id not in leader.status()["reachable"],
         timeout=10,
     )
     with pytest.raises(NodeError) as refused:
-        leader.request("remove_member", address=healthy.address)
+        leader.request("remove_member", node_id=healthy.node_id)
     assert refused.value.answer["error"] == "MembershipRefused"
     assert "quorum" in refused.value.answer["message"]
     with pytest.raises(NodeError) as self_removal:
-        leader.request("remove_member", address=leader.address)
+        leader.request("remove_member", node_id=leader.node_id)
     assert "leader" in self_removal.value.answer["message"]
-    assert sorted(leader.status()["members"]) == sorted(n.address for n in cluster.nodes)
+    assert leader.status()["members"] == node_ids(cluster.nodes)
 
-    leader.request("remove_member", address=dead.address)
-    assert sorted(leader.status()["members"]) == sorted([leader.address, healthy.address])
+    leader.request("remove_member", node_id=dead.node_id)
+    assert leader.status()["members"] == node_ids([leader, healthy])
     leader.request("put", key="after-removal")
     wait_until("the write to reach the other member", lambda: counts(healthy), timeout=10)
 
     # Demoting the leader: it hands leadership over first, then the new leader removes it.
-    assert leader.request("transfer_leadership")["leader"] == healthy.address
+    assert leader.request("transfer_leadership")["leader"] == healthy.node_id
     assert cluster.leader() is healthy
-    healthy.request("remove_member", address=leader.address)
-    assert healthy.status()["members"] == [healthy.address]
+    healthy.request("remove_member", node_id=leader.node_id)
+    assert healthy.status()["members"] == [healthy.node_id]
     healthy.request("put", key="alone")
     assert counts(healthy) == {"after-removal": 1, "alone": 1}

@@ -206,17 +206,19 @@ async def test_remove_unknown_node(control: Control) -> None:
 async def test_manager_status_shows_the_raft_view_at_read_time() -> None:
     clock = FakeClock()
     store = local_store(clock)
-    view = RaftView(leader="10.0.0.2:4243", reachable=frozenset({"10.0.0.1:4243", "10.0.0.2:4243"}))
-
-    async def raft_view() -> RaftView:
-        return view
-
     managers = []
     for n in (1, 2, 3):
         manager = node(name=f"m{n}", role=MANAGER)
         manager.manager_status.raft_addr = f"10.0.0.{n}:4243"
         manager.manager_status.leader = n == 1  # stale: the leader moved to m2
         managers.append(manager)
+    # Raft knows its members by node id.
+    m1, m2, _ = (m.id for m in managers)
+    view = RaftView(leader=m2, reachable=frozenset({m1, m2}))
+
+    async def raft_view() -> RaftView:
+        return view
+
     worker = node(name="w")
     servicer = ControlServicer(store, clock=clock, raft_view=raft_view)
     async with control_server(servicer) as address, grpc.aio.insecure_channel(address) as channel:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from manager.raft.core import Entry, HardState, Membership, Snapshot
-from manager.raft.errors import RaftDataError
-from manager.raft.wal import MAGIC, WriteAheadLog
+from manager.raft.errors import RaftDataError, RaftError
+from manager.raft.wal import MAGIC, Loaded, WriteAheadLog
 
 MEMBERS = Membership(frozenset({"a", "b", "c"}))
 
@@ -24,6 +24,13 @@ def reopened(path: Path) -> WriteAheadLog:
     return WriteAheadLog(path)
 
 
+def read_back(path: Path) -> Loaded:
+    """What a fresh open finds (the log closed again: one process holds it at a time)."""
+    wal = WriteAheadLog(path)
+    wal.close()
+    return wal.loaded
+
+
 def test_entries_and_hard_state_survive_and_a_new_leader_overwrites_a_suffix(
     tmp_path: Path,
 ) -> None:
@@ -32,7 +39,7 @@ def test_entries_and_hard_state_survive_and_a_new_leader_overwrites_a_suffix(
     wal.save(entries((1, 1), (1, 2), (1, 3), (1, 4)), HardState(1, "a", 2))
     wal.save(entries((2, 3)), HardState(2, "b", 2))  # entries 3.. replaced by term 2's
     wal.close()
-    again = reopened(path).loaded
+    again = read_back(path)
     assert again.entries == entries((1, 1), (1, 2), (2, 3))
     assert again.hard_state == HardState(2, "b", 2)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -43,18 +50,19 @@ def test_a_snapshot_starts_the_log_and_compaction_rewrites_it(tmp_path: Path) ->
     wal = WriteAheadLog(path)
     wal.save(entries(*((1, i) for i in range(1, 11))), HardState(1, "a", 10))
     size = path.stat().st_size
-    wal.compact(Snapshot(8, 1, MEMBERS))
+    wal.compact(Snapshot(8, 1, MEMBERS), entries((1, 9), (1, 10)))
     assert path.stat().st_size < size
     wal.save(entries((1, 11)))
     wal.close()
-    again = reopened(path).loaded
+    again = read_back(path)
     assert again.snapshot == Snapshot(8, 1, MEMBERS)
     assert [e.index for e in again.entries] == [9, 10, 11]
+    assert again.hard_state == HardState(1, "a", 10)  # kept through the rewrite
     # A snapshot received from the leader replaces a log that does not lead up to it.
     wal = reopened(path)
     wal.save(snapshot=Snapshot(20, 3, MEMBERS), hard_state=HardState(3, "", 20))
     wal.close()
-    again = reopened(path).loaded
+    again = read_back(path)
     assert (again.snapshot, again.entries) == (Snapshot(20, 3, MEMBERS), [])
 
 
@@ -73,7 +81,7 @@ def test_a_torn_tail_is_trimmed(tmp_path: Path, tail: bytes) -> None:
     assert [e.index for e in wal.loaded.entries] == [1, 2]
     wal.save(entries((1, 3)))
     wal.close()
-    assert [e.index for e in reopened(path).loaded.entries] == [1, 2, 3]
+    assert [e.index for e in read_back(path).entries] == [1, 2, 3]
 
 
 def test_damage_before_the_end_stops_the_node_naming_file_and_offset(tmp_path: Path) -> None:
@@ -102,10 +110,8 @@ def test_a_short_write_is_an_error_and_records_nothing(
     with pytest.raises(OSError, match="disk full"):
         wal.save(entries((1, 2)), HardState(1, "a", 2))
     monkeypatch.setattr(os, "pwrite", real)
-    assert wal.loaded.entries == entries((1, 1))
-    assert wal.loaded.hard_state == HardState(1, "a", 1)
     wal.close()
-    again = reopened(path).loaded
+    again = read_back(path)
     assert (again.entries, again.hard_state) == (entries((1, 1)), HardState(1, "a", 1))
 
 
@@ -114,3 +120,15 @@ def test_a_foreign_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"SHOALJNL" + bytes(20))
     with pytest.raises(RaftDataError, match="not a Shoal raft log"):
         WriteAheadLog(path)
+
+
+def test_one_process_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "raft.wal"
+    wal = WriteAheadLog(path)
+    with pytest.raises(RaftError, match="in use by another process"):
+        WriteAheadLog(path)
+    wal.compact(Snapshot(0, 0, MEMBERS), [])  # the new file is locked too
+    with pytest.raises(RaftError, match="in use by another process"):
+        WriteAheadLog(path)
+    wal.close()
+    WriteAheadLog(path).close()

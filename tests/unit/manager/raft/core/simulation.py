@@ -537,6 +537,12 @@ class Cluster:
         node.core().campaign()
         node.dirty = True
 
+    def leader_lost(self, node_id: str) -> None:
+        """The node's transport says its leader's connection was reset."""
+        node = self.nodes[node_id]
+        node.core().leader_lost()
+        node.dirty = True
+
     def compact(self, node_id: str, index: int) -> None:
         """The node's state machine at `index` becomes its snapshot, on disk and in the core."""
         node = self.nodes[node_id]
@@ -788,6 +794,7 @@ class Simulation:
         "compact": 2,
         "change_membership": 1.5,
         "transfer": 0.5,
+        "leader_lost": 0.5,
     }
 
     def possible(self, action: str) -> bool:
@@ -951,6 +958,18 @@ class Simulation:
             return f"transfer {leader.node_id} -> {to}: refused ({exc})"
         self.cluster.stats["transfers"] += 1
         return f"transfer {leader.node_id} -> {to}"
+
+    def leader_lost(self) -> str:
+        """A follower told its leader is gone: rightly (it crashed) or not (a connection
+        blip); either way nothing unsafe may follow."""
+        followers = [n for n in self.cluster.up() if n.core().leader]
+        if not followers:
+            return "leader lost: no follower knows a leader"
+        node = self.rng.choice(followers)
+        leader = node.core().leader
+        self.cluster.leader_lost(node.node_id)
+        self.cluster.stats["leaders lost"] += 1
+        return f"leader lost: {node.node_id} forgets {leader}"
 
     # -- the end -----------------------------------------------------------------------------
 

@@ -396,11 +396,17 @@ def test_an_entry_of_an_earlier_term_is_not_committed_by_counting_replicas() -> 
     c.campaign("n1")  # term 3
 
     def carries_the_noop(m: Message) -> bool:
-        return m.type is MsgType.APPEND and any(e.index == 4 for e in m.entries)
+        # Held only once "old" is on n2: before, n2 refuses it anyway (it has no entry 3),
+        # and the refusal is what makes n1 probe back to 3.
+        return (
+            m.type is MsgType.APPEND
+            and any(e.index == 4 for e in m.entries)
+            and c.nodes[m.dst].disk.term_at(3) == 1
+        )
 
     c.flush(hold=carries_the_noop)
     assert c.core("n1").role is Role.LEADER and c.core("n1").term == 3
-    c.tick("n1")  # a heartbeat: n2 answers, n1 sends it 1, 2, 3 one by one
+    c.tick("n1")  # a heartbeat: n2 answers, n1 probes back to 3, then sends the no-op
     c.flush(hold=carries_the_noop)
     assert c.nodes["n2"].disk.term_at(3) == 1  # "old" is on a majority...
     assert c.core("n1").commit == 2  # ...and not committed: it is not of term 3
@@ -466,3 +472,34 @@ def test_reads_are_confirmed_by_a_quorum_and_a_cut_off_leader_confirms_none() ->
     c.read(new, b"fresh")
     settle(c)
     assert c.read_states[new][-1] == ReadState(c.core(new).commit, b"fresh")
+
+
+def test_followers_told_their_leader_died_elect_another_well_within_a_timeout() -> None:
+    """The transport saw the leader's connection reset: the followers need not wait out an
+    election timeout (10 ticks here) to replace it."""
+    c = cluster()
+    elect(c, "n1")
+    settle(c)
+    c.crash("n1")
+    for follower in ("n2", "n3"):
+        c.leader_lost(follower)
+    elapsed = 0
+    while not c.leaders() and elapsed < 10:
+        ticks(c, 1)
+        c.flush()
+        elapsed += 1
+    assert [n.node_id for n in c.leaders()] in (["n2"], ["n3"])
+    assert elapsed <= 5  # half an election timeout at most
+
+
+def test_a_follower_wrongly_told_its_leader_died_does_not_depose_it() -> None:
+    """A connection blip: pre-vote finds the other follower still hears from the leader."""
+    c = cluster()
+    elect(c, "n1")
+    settle(c)
+    term = c.core("n1").term
+    c.leader_lost("n2")
+    for _ in range(5):
+        ticks(c, 1)
+        c.flush()
+    assert c.core("n1").role is Role.LEADER and c.core("n1").term == term
