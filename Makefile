@@ -10,13 +10,13 @@ APT_PACKAGES := iproute2 nftables busybox-static docker-registry skopeo promethe
 	libseccomp2 python3 python3-venv python3-dev gcc make ca-certificates
 APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
 
-.PHONY: setup apt-lists test lint typecheck unit integration proto demo demo-down bench clean
+.PHONY: setup apt-lists test lint typecheck unit integration proto demo demo-down bench bench-peers clean
 
 setup: $(APT_STAMP) $(VENV)/.installed
 
 # Installs only what is missing, so a second run does no network work and prints nothing.
-$(APT_STAMP):
-	@missing=$$(for p in $(APT_PACKAGES); do \
+define apt_install
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
@@ -24,6 +24,10 @@ $(APT_STAMP):
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+$(APT_STAMP):
+	$(call apt_install,$(APT_PACKAGES))
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	@touch $@
 
@@ -58,6 +62,13 @@ test: lint typecheck unit integration
 
 proto: setup
 	$(BIN)/python proto/gen.py
+
+# The peers the benchmarks measure beside Shoal, from Debian: etcd (benchmarks/raft.py runs
+# its own 3 members in a lab; the package's own service is stopped and disabled).
+PEER_PACKAGES := etcd-server etcd-client
+bench-peers: setup
+	$(call apt_install,$(PEER_PACKAGES))
+	@if systemctl list-unit-files etcd.service >/dev/null 2>&1; then systemctl disable --now etcd.service >/dev/null 2>&1 || true; fi
 
 # Every script in benchmarks/, one after another, with its default arguments; each prints
 # its figures and ends with a key=value line. As root: they make labs, namespaces, containers.

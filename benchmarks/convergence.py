@@ -29,7 +29,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from deploy.demo import BIN, TOKEN, on, sm, start_swarmd, wait_for
+from deploy.demo import BIN, TOKEN, on, program_pid, sm, start_swarmd, wait_for
 
 LAB = f"conv{os.getpid()}"
 DOCKER_REFERENCE_S = {1: 0.5, 10: 1.45, 50: 5.3}  # REFERENCE.md section 6, Docker 20.10
@@ -51,18 +51,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def swarmd_pid(state_dir: str) -> int:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(b"swarmd" in part for part in cmdline[:2]) and state_dir.encode() in cmdline:
-                return int(entry.name)
-    raise SystemExit(f"no swarmd for {state_dir}")
 
 
 def seconds(stamp: str) -> float:
@@ -160,8 +148,8 @@ def main() -> None:
                 if not (n == SIZES[-1] and run == runs - 1):
                     lab.remove(name)
         worker_state = json.loads(sm("inspect", machines[1]))["state_dir"]
-        manager_rss = rss_mib(swarmd_pid(f"{manager_state}/swarmd"))
-        worker_rss = rss_mib(swarmd_pid(f"{worker_state}/swarmd"))
+        manager_rss = rss_mib(program_pid("swarmd", f"{manager_state}/swarmd"))
+        worker_rss = rss_mib(program_pid("swarmd", f"{worker_state}/swarmd"))
     finally:
         sm("lab", "down", LAB, check=False)
     figures = {n: statistics.median(totals[n]) for n in SIZES}

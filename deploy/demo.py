@@ -62,6 +62,21 @@ def start_swarmd(machine: str, registry: str, *args: str) -> Path:
     return log
 
 
+def program_pid(program: str, argument: str) -> int:
+    """The process running `program` (named in its first two arguments: a Python script
+    runs as `python …/program`) with `argument` among its arguments."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            named = any(part.endswith(program.encode()) for part in cmdline[:2])
+            if named and argument.encode() in cmdline:
+                return int(entry.name)
+    raise SystemExit(f"no {program} running with {argument}")
+
+
 def wait_for(log: Path, pattern: str, seconds: float = 60) -> re.Match[str]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -133,7 +133,11 @@ async def _kills_and_partitions(cluster: SwarmCluster, rng: random.Random, round
         faults.heal(machines)
         await asyncio.to_thread(
             until,
-            lambda: all(write_accepted(cluster, m, f"healed-{m.name}") for m in machines),
+            # A fresh name each try: a try that timed out may have created its service.
+            lambda: all(
+                write_accepted(cluster, m, f"healed-{m.name}-{time.monotonic_ns()}")
+                for m in machines
+            ),
             "every manager takes writes again",
             timeout_s=60,
         )
@@ -229,7 +233,7 @@ async def _fill_then_recover(
         try:
             await asyncio.to_thread(
                 until,
-                lambda: write_accepted(cluster, small, "after-disk-full"),
+                lambda: write_accepted(cluster, small, f"after-disk-full-{time.monotonic_ns()}"),
                 "the restarted manager takes writes",
                 timeout_s=60,
             )

@@ -22,16 +22,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from manager.ca.certificates import create_csr, generate_node_key
-from manager.ca.client import NodeCredentials
+# Run as a program, only this folder is on sys.path: the project root makes `tests` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+
 from manager.ca.cluster_ca import ClusterCA
 from manager.ca.join_tokens import JoinTokens
-from manager.ca.roles import Role
 from manager.ca.root_ca import RootCA
 from manager.raft import Raft, RaftConfig
 from manager.store import Store, StoreError, new_id
 from manager.store.snapshot import encode_snapshot
 from shoal.v1 import objects_pb2, store_pb2
+from tests.raft_support import node_credentials
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -54,13 +55,6 @@ def load_test_ca(directory: Path) -> ClusterCA:
     if not cluster_id:
         raise ValueError(f"{directory / CLUSTER_ID} holds no cluster id")
     return ClusterCA(cluster_id, root, JoinTokens.generate(root.digest))
-
-
-def manager_credentials(ca: ClusterCA, node_id: str) -> NodeCredentials:
-    """A new key and a manager certificate for `node_id`, issued by `ca`."""
-    key = generate_node_key()
-    certificate = ca.issue(create_csr(key), node_id, Role.MANAGER)
-    return NodeCredentials(key, certificate, RootCA(ca.root.certificate))
 
 
 def parse_peers(value: str) -> dict[str, str]:
@@ -200,7 +194,7 @@ async def serve(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
         compaction_min_entries=args.compaction_min_entries,
     )
-    credentials = manager_credentials(load_test_ca(Path(args.ca_dir)), args.node_id)
+    credentials = node_credentials(load_test_ca(Path(args.ca_dir)), args.node_id)
     # Where every lab node listens: what a manager's store Node objects tell its raft.
     address_book = parse_peers(args.address_book)
     raft = Raft(config, store, credentials, addresses=address_book.get)

@@ -10,15 +10,12 @@ from typing import Any
 
 import pytest
 
-from manager.ca.certificates import create_csr, generate_node_key
-from manager.ca.client import NodeCredentials
 from manager.ca.cluster_ca import ClusterCA
-from manager.ca.roles import Role
-from manager.ca.root_ca import RootCA
 from manager.raft import MembershipRefused, Raft, RaftConfig, RaftConfigError
 from manager.raft.config import MIN_MESSAGE_BYTES
 from manager.raft.membership import check_add, check_remove, quorum
 from manager.store import Store
+from tests.raft_support import node_credentials
 
 GOOD = RaftConfig(
     node_id="n1",
@@ -83,10 +80,7 @@ def test_data_dir_must_be_a_directory(tmp_path: Path) -> None:
 
 def test_a_raft_node_is_not_made_with_bad_settings(tmp_path: Path) -> None:
     ca = ClusterCA.initialize()
-    key = generate_node_key()
-    credentials = NodeCredentials(
-        key, ca.issue(create_csr(key), "n1", Role.MANAGER), RootCA(ca.root.certificate)
-    )
+    credentials = node_credentials(ca, "n1")
     bad = dataclasses.replace(GOOD, data_dir=tmp_path, peers={"n1": "10.0.0.2:4242"})
     with pytest.raises(RaftConfigError, match="raft peers list this manager"):
         Raft(bad, Store(), credentials)

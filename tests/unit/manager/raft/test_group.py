@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
-from manager.ca.certificates import create_csr, generate_node_key
 from manager.ca.client import NodeCredentials
 from manager.ca.cluster_ca import ClusterCA
-from manager.ca.roles import Role
-from manager.ca.root_ca import RootCA
 from manager.ca.tls import MANAGER_CHANNEL_OPTIONS
 from manager.raft import MembershipRefused, Raft, RaftConfig, RaftStatus
 from manager.raft.config import MIN_MESSAGE_BYTES
@@ -33,17 +29,12 @@ from manager.raft.wal import WriteAheadLog
 from manager.store import NotLeader, Store, WriteTx, new_id
 from shoal.v1 import objects_pb2
 from tests.polling import until_async, until_awaited
+from tests.raft_support import create_task, free_port, node_credentials
 
 # Fast timers: elections within 0.25-0.5 s.
 TIMING = {"tick_period": 0.025, "election_ticks": 10, "heartbeat_ticks": 2}
 WAIT_S = 15.0
 FOUNDERS = ("n1", "n2", "n3")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -69,12 +60,6 @@ class Group:
         self.members: dict[str, Member] = {}
         self._started: list[Raft] = []
 
-    def credentials(self, node_id: str) -> NodeCredentials:
-        """A new key and a manager certificate of this cluster for `node_id`."""
-        key = generate_node_key()
-        certificate = self.ca.issue(create_csr(key), node_id, Role.MANAGER)
-        return NodeCredentials(key, certificate, RootCA(self.ca.root.certificate))
-
     def address(self, node_id: str) -> str:
         return self.addresses.setdefault(node_id, f"127.0.0.1:{free_port()}")
 
@@ -91,7 +76,7 @@ class Group:
         )
         config = dataclasses.replace(config, **{**TIMING, **changes})
         store = Store()
-        credentials = self.credentials(node_id)
+        credentials = node_credentials(self.ca, node_id)
         raft = Raft(config, store, credentials)
         store.proposer = raft
         self._started.append(raft)
@@ -150,16 +135,6 @@ async def group(tmp_path: Path) -> AsyncIterator[Group]:
         yield founded
     finally:
         await founded.stop_all()
-
-
-def create_task(name: str = "") -> tuple[str, Callable[[WriteTx], None]]:
-    task = objects_pb2.Task(id=new_id())
-    task.annotations.name = name
-
-    def create(tx: WriteTx) -> None:
-        tx.create(task)
-
-    return task.id, create
 
 
 async def write_tasks(store: Store, count: int, concurrently: int = 1) -> list[str]:
@@ -479,7 +454,7 @@ async def test_a_manager_that_is_no_member_cannot_disturb_the_group(group: Group
     await group.found(*FOUNDERS)
     leader = await group.leader()
     term = (await leader.status()).term
-    stranger = group.credentials("n9")
+    stranger = node_credentials(group.ca, "n9")
     await send_until_delivered(group, stranger, term + 10, group.members.values())
     await undisturbed_for(group, leader, 3 * leader.config.election_timeout)
     ids = await write_tasks(leader.store, 3)

@@ -3,16 +3,11 @@ had, committed or not; a node that is no member, or has no log, is refused clear
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
-from manager.ca.certificates import create_csr, generate_node_key
-from manager.ca.client import NodeCredentials
 from manager.ca.cluster_ca import ClusterCA
-from manager.ca.roles import Role
-from manager.ca.root_ca import RootCA
 from manager.raft import Raft, RaftConfig, RaftDataError
 from manager.raft.core import (
     ConfigChange,
@@ -28,6 +23,7 @@ from manager.raft.wal import WriteAheadLog
 from manager.store import Store, new_id
 from shoal.v1 import objects_pb2, store_pb2
 from tests.polling import until_awaited
+from tests.raft_support import free_port, node_credentials
 
 
 def membership_of(entries: list[Entry]) -> Membership:
@@ -102,13 +98,8 @@ async def test_the_forced_node_leads_alone_with_its_store(tmp_path: Path) -> Non
     three_member_log(data_dir)
     force_new_cluster(data_dir, "m1")
     ca = ClusterCA.initialize()
-    key = generate_node_key()
-    credentials = NodeCredentials(
-        key, ca.issue(create_csr(key), "m1", Role.MANAGER), RootCA(ca.root.certificate)
-    )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    credentials = node_credentials(ca, "m1")
+    port = free_port()
     store = Store()
     # The others' addresses are still in its address book: no one answers there.
     peers = {"m2": "127.0.0.1:1", "m3": "127.0.0.1:2"}

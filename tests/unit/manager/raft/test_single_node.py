@@ -12,18 +12,15 @@ import os
 import re
 import socket
 import stat
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
-from manager.ca.certificates import create_csr, generate_node_key
-from manager.ca.client import NodeCredentials
 from manager.ca.cluster_ca import ClusterCA
 from manager.ca.roles import Role
-from manager.ca.root_ca import RootCA
 from manager.ca.tls import fetch_server_certificate
 from manager.raft import (
     Leadership,
@@ -41,33 +38,20 @@ from manager.store import (
     StoreError,
     TransactionTooLarge,
     VersionConflict,
-    WriteTx,
     new_id,
 )
 from shoal.v1 import objects_pb2, store_pb2
 from tests.polling import until_async, until_awaited
+from tests.raft_support import create_task, free_port, node_credentials
 
 NODE = "n1"
 # The bootstrap entries of a group of one, then the first entry of the leader's term.
 FIRST_ENTRY_OF_TERM = len(bootstrap_entries([NODE])) + 1
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ca() -> ClusterCA:
     return ClusterCA.initialize()
-
-
-def credentials(ca: ClusterCA, node_id: str = NODE, role: Role = Role.MANAGER) -> NodeCredentials:
-    key = generate_node_key()
-    return NodeCredentials(
-        key, ca.issue(create_csr(key), node_id, role), RootCA(ca.root.certificate)
-    )
 
 
 def config(tmp_path: Path, **changes: Any) -> RaftConfig:
@@ -82,7 +66,7 @@ def config(tmp_path: Path, **changes: Any) -> RaftConfig:
 
 def made(cfg: RaftConfig, ca: ClusterCA, store: Store | None = None) -> tuple[Raft, Store]:
     store = store if store is not None else Store()
-    raft = Raft(cfg, store, credentials(ca))
+    raft = Raft(cfg, store, node_credentials(ca, NODE))
     store.proposer = raft
     return raft, store
 
@@ -113,17 +97,6 @@ def usual_umask() -> Iterator[None]:
     previous = os.umask(0o022)
     yield
     os.umask(previous)
-
-
-def create_task(name: str = "") -> tuple[str, Callable[[WriteTx], None]]:
-    """A task id and a transaction function that creates it."""
-    task = objects_pb2.Task(id=new_id())
-    task.annotations.name = name
-
-    def create(tx: WriteTx) -> None:
-        tx.create(task)
-
-    return task.id, create
 
 
 async def write_tasks(store: Store, count: int) -> list[str]:
@@ -362,7 +335,7 @@ async def test_a_certificate_of_another_node_or_role_is_refused(
     tmp_path: Path, ca: ClusterCA, node_id: str, role: Role, named: str
 ) -> None:
     cfg = config(tmp_path)
-    raft = Raft(cfg, Store(), credentials(ca, node_id, role))
+    raft = Raft(cfg, Store(), node_credentials(ca, node_id, role))
     with pytest.raises(RaftError, match=f"needs its own manager certificate, not {named}"):
         await raft.start()
     with socket.socket() as sock:
@@ -394,7 +367,7 @@ async def test_an_empty_member_without_bootstrap_waits_to_be_added(
 
 
 async def test_renewed_credentials_serve_new_connections(tmp_path: Path, ca: ClusterCA) -> None:
-    first = credentials(ca)
+    first = node_credentials(ca, NODE)
     store = Store()
     raft = Raft(config(tmp_path), store, first)
     store.proposer = raft
@@ -403,7 +376,7 @@ async def test_renewed_credentials_serve_new_connections(tmp_path: Path, ca: Clu
         await leads(raft)
         served = await asyncio.to_thread(fetch_server_certificate, raft.config.address, 5)
         assert served.serial_number == first.certificate.serial_number
-        renewed = credentials(ca)
+        renewed = node_credentials(ca, NODE)
         raft.reload_credentials(renewed)
         served = await asyncio.to_thread(fetch_server_certificate, raft.config.address, 5)
         assert served.serial_number == renewed.certificate.serial_number
