@@ -207,6 +207,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--writes", type=int, default=4000)
+    parser.add_argument("--keep", action="store_true", help="leave the lab up (to look)")
     args = parser.parse_args()
     status = json.loads(sm("lab", "up", "--name", LAB, "--machines", "3", "--format", "json"))
     machines = []
@@ -219,7 +220,10 @@ def main() -> int:
         theirs = etcd(machines, args.writes, args.kills) if peer else None
     finally:
         stop_etcd(machines)
-        sm("lab", "down", LAB, check=False)
+        if args.keep:
+            print(f"lab {LAB} left up: swarm-machine lab down {LAB}")
+        else:
+            sm("lab", "down", LAB, check=False)
     median, worst = statistics.median(ours.failovers), max(ours.failovers)
     figures = [
         f"failover_median_s={median:.3f}",

@@ -47,9 +47,11 @@ def start_swarmd(machine: str, registry: str, *args: str) -> Path:
     state = Path(info["state_dir"]) / "swarmd"
     state.mkdir(parents=True, exist_ok=True)
     log = state.parent / "swarmd.log"
+    # `run` starts a node again from its state dir, addresses and name included.
+    naming = "" if args[0] == "run" else f" --advertise-addr {info['address']} --hostname {machine}"
     command = (
-        f"exec {BIN / 'swarmd'} {' '.join(args)} -d {state} --advertise-addr {info['address']}"
-        f" --hostname {machine} --listen-metrics {info['address']}:9100 > {log} 2>&1"
+        f"exec {BIN / 'swarmd'} {' '.join(args)} -d {state}{naming}"
+        f" --listen-metrics {info['address']}:9100 > {log} 2>&1"
     )
     subprocess.Popen(
         [str(BIN / "swarm-machine"), "ssh", machine, "--", "sh", "-c", command],

@@ -31,6 +31,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 Write = Callable[[str], Awaitable[Any]]
 CALL_TIMEOUT_S = 5.0
+# Failover: one try waits this long before the next target is tried.
+ATTEMPT_TIMEOUT_S = 0.5
 
 
 def _etcd_messages() -> dict[str, Any]:
@@ -43,9 +45,9 @@ def _etcd_messages() -> dict[str, Any]:
     def message(name: str, *spec: tuple[str, int, int, str]) -> None:
         added = proto.message_type.add(name=name)
         for field_name, number, kind, type_name in spec:
-            added.field.add(
-                name=field_name, number=number, type=kind, label=optional, type_name=type_name
-            )
+            field = added.field.add(name=field_name, number=number, type=kind, label=optional)
+            if type_name:
+                field.type_name = type_name
 
     message("PutRequest", ("key", 1, fields.TYPE_BYTES, ""), ("value", 2, fields.TYPE_BYTES, ""))
     message("ResponseHeader", ("member_id", 2, fields.TYPE_UINT64, ""))
@@ -114,13 +116,16 @@ async def timed_writes(write: Write, prefix: str, count: int, inflight: int) -> 
 
 
 async def first_write(writers: list[Write], name: str, deadline_s: float) -> float:
-    """Try each target in turn until one takes the write; the wall-clock time it landed."""
+    """Try each target in turn, each try short and under a name of its own (one that timed
+    out may still land), until one takes a write; the wall-clock time it landed."""
     end = time.monotonic() + deadline_s
+    attempt = 0
     while time.monotonic() < end:
         for write in writers:
+            attempt += 1
             try:
-                await write(name)
-            except grpc.aio.AioRpcError:
+                await asyncio.wait_for(write(f"{name}-{attempt}"), ATTEMPT_TIMEOUT_S)
+            except (grpc.aio.AioRpcError, TimeoutError):
                 continue
             return time.time()
         await asyncio.sleep(0.005)

@@ -45,7 +45,7 @@ SNAPSHOT_CHUNK_BYTES = 1 << 20
 MAX_SNAPSHOT_BYTES = 2 << 30
 CONNECT_TIMEOUT_S = 2.0
 FIRST_RETRY_S = 0.05
-MAX_RETRY_S = 2.0
+MAX_RETRY_S = 0.25  # a member back from a restart is reached within this
 
 
 class _SnapshotAssembly:

@@ -292,6 +292,11 @@ class Raft:
         options = [o for o in MANAGER_CHANNEL_OPTIONS if not o[0].startswith("grpc.max_")] + [
             ("grpc.max_send_message_length", self.config.max_message_bytes),
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
+            # gRPC's own reconnect backoff starts at 1 s: a member that restarts must be
+            # reached again well within an election timeout.
+            ("grpc.initial_reconnect_backoff_ms", 50),
+            ("grpc.min_reconnect_backoff_ms", 50),
+            ("grpc.max_reconnect_backoff_ms", 250),
             ("grpc.keepalive_time_ms", 1000),
             ("grpc.keepalive_timeout_ms", 2000),
             ("grpc.keepalive_permit_without_calls", 1),
