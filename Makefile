@@ -10,7 +10,7 @@ APT_PACKAGES := iproute2 nftables busybox-static docker-registry skopeo promethe
 	libseccomp2 python3 python3-venv python3-dev gcc make ca-certificates
 APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
 
-.PHONY: setup apt-lists test lint typecheck unit integration proto demo demo-down bench bench-peers clean
+.PHONY: setup apt-lists test lint typecheck unit integration soak proto demo demo-down bench bench-peers clean
 
 setup: $(APT_STAMP) $(VENV)/.installed
 
@@ -59,6 +59,11 @@ integration: setup apt-lists
 	$(BIN)/pytest -q tests/integration
 
 test: lint typecheck unit integration
+
+# Not in `make test`: SHOAL_SOAK_MINUTES (default 30) of service churn and faults on a lab,
+# ending converged, linearizable, with nothing leaked (tests/integration/soak).
+soak: setup apt-lists
+	SHOAL_SOAK_MINUTES=$${SHOAL_SOAK_MINUTES:-30} $(BIN)/pytest -q -s tests/integration/soak
 
 proto: setup
 	$(BIN)/python proto/gen.py

@@ -12,7 +12,7 @@ from manager.ca.certificates import node_cert_lifetime
 from manager.ca.cluster_ca import ClusterCA
 from manager.ca.join_tokens import JoinTokens
 from manager.ca.root_ca import RootCA
-from manager.store import EventAction, Kind, ReadTx, Store
+from manager.store import EventAction, Kind, ReadTx, Store, WatchClosed
 from shoal.v1 import objects_pb2, specs_pb2
 
 DEFAULT_NAME = "default"
@@ -55,17 +55,25 @@ def current_cluster(tx: ReadTx) -> objects_pb2.Cluster | None:
 
 async def follow_cluster_ca(store: Store, ca: ClusterCA) -> None:
     """Keep `ca` (shared with the CA servicers) in step with the stored Cluster: a rotated
-    join token is refused on every manager from the commit on."""
-    _, events = store.view_and_watch(lambda tx: None, kinds=(Kind.CLUSTER,))
-    try:
-        async for event in events:
-            if event.action is EventAction.DELETE:
-                continue
-            cluster = event.object
-            assert isinstance(cluster, objects_pb2.Cluster)
-            if cluster.id != ca.cluster_id:
-                continue
-            ca.join_tokens = JoinTokens.from_proto(cluster.root_ca.join_tokens)
-            ca.node_cert_lifetime = node_cert_lifetime(cluster.spec)
-    finally:
-        events.close()
+    join token is refused on every manager from the commit on. A watch that ends (the store
+    restored from the leader's snapshot, or a watch that fell behind) starts over from the
+    store."""
+    while True:
+        current, events = store.view_and_watch(current_cluster, kinds=(Kind.CLUSTER,))
+        try:
+            if current is not None:
+                _follow(ca, current)
+            async for event in events:
+                if event.action is not EventAction.DELETE:
+                    assert isinstance(event.object, objects_pb2.Cluster)
+                    _follow(ca, event.object)
+        except WatchClosed as exc:
+            log.info("cluster CA: %s; reading the cluster again", exc)
+        finally:
+            events.close()
+
+
+def _follow(ca: ClusterCA, cluster: objects_pb2.Cluster) -> None:
+    if cluster.id == ca.cluster_id:
+        ca.join_tokens = JoinTokens.from_proto(cluster.root_ca.join_tokens)
+        ca.node_cert_lifetime = node_cert_lifetime(cluster.spec)

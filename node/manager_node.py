@@ -18,7 +18,7 @@ from manager.ca.cluster_ca import ClusterCA
 from manager.ca.pem import certificate_pem
 from manager.ca.tls import write_private_file
 from manager.manager import Manager, ManagerConfig
-from manager.store import EventAction, Kind, ReadTx, Store, WriteTx
+from manager.store import EventAction, Kind, ReadTx, Store, WatchClosed, WriteTx
 from manager.store.metrics import ClusterObjectsCollector
 from node.identity import Identity, NodeState
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
@@ -116,16 +116,19 @@ async def track_peers(store: Store, identity: Identity, state: NodeState) -> Non
             state.raft_peers, state.managers = peers, apis
             identity.save_state(state)
 
-    nodes, events = store.view_and_watch(managers, kinds=(Kind.NODE,))
-    try:
-        save(nodes)
-        async for event in events:
-            if event.action is not EventAction.UPDATE or event.old is None:
-                save(store.view(managers))
-                continue
-            old, new = event.old, event.new
-            assert isinstance(old, objects_pb2.Node) and isinstance(new, objects_pb2.Node)
-            if old.manager_status != new.manager_status:
-                save(store.view(managers))
-    finally:
-        events.close()
+    while True:  # a watch that ends (the store restored from a snapshot) starts over
+        nodes, events = store.view_and_watch(managers, kinds=(Kind.NODE,))
+        try:
+            save(nodes)
+            async for event in events:
+                if event.action is not EventAction.UPDATE or event.old is None:
+                    save(store.view(managers))
+                    continue
+                old, new = event.old, event.new
+                assert isinstance(old, objects_pb2.Node) and isinstance(new, objects_pb2.Node)
+                if old.manager_status != new.manager_status:
+                    save(store.view(managers))
+        except WatchClosed:
+            continue
+        finally:
+            events.close()

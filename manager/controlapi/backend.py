@@ -44,11 +44,16 @@ class Backend:
         async with self._write_lock:
             return (await self.store.update(fn)).value
 
-    async def write_object(self, fn: Callable[[WriteTx], Obj]) -> Obj:
+    async def write_object(self, fn: Callable[[WriteTx], Obj], exclusive: bool = True) -> Obj:
         """Commit `fn`'s changes; returns the object `fn` returned as committed (meta.version
-        is the index of the commit, as the store stamps it)."""
-        async with self._write_lock:
+        is the index of the commit, as the store stamps it). Not `exclusive`: `fn` reads no
+        object but those it writes, whose versions the store checks at commit, so it may
+        commit alongside other writes (the names it takes are checked at commit too)."""
+        if not exclusive:
             result = await self.store.update(fn)
+        else:
+            async with self._write_lock:
+                result = await self.store.update(fn)
         obj = result.value
         obj.meta.version = result.index
         return obj

@@ -10,6 +10,20 @@ from manager.store import ReadTx
 from shoal.v1 import objects_pb2, specs_pb2, types_pb2
 
 
+def reads_other_objects(spec: specs_pb2.ServiceSpec) -> bool:
+    """Whether checking `spec` reads other objects (the networks, secrets and configs it
+    names; the services publishing its ports): such a write must not interleave with other
+    Control writes until it commits, or a check could be undone before then."""
+    container = spec.task.container
+    return bool(
+        spec.networks
+        or spec.task.networks
+        or container.secrets
+        or container.configs
+        or any(port.published_port for port in spec.endpoint.ports)
+    )
+
+
 def resolve_service_references(tx: ReadTx, spec: specs_pb2.ServiceSpec, field: str) -> None:
     """Move deprecated spec.networks into task.networks, turn network names into ids, and
     check every referenced network, secret and config exists. Changes `spec` in place."""

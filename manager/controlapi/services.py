@@ -6,7 +6,11 @@ from manager.controlapi.backend import Backend
 from manager.controlapi.defaults import with_defaults
 from manager.controlapi.errors import FailedPrecondition, InvalidArgument, ObjectNotFound
 from manager.controlapi.filters import matches
-from manager.controlapi.references import check_published_ports, resolve_service_references
+from manager.controlapi.references import (
+    check_published_ports,
+    reads_other_objects,
+    resolve_service_references,
+)
 from manager.controlapi.requests import required_id, required_spec, required_version
 from manager.controlapi.validation import check_service_spec
 from manager.controlapi.validation.fields import check_enum
@@ -45,7 +49,8 @@ async def create_service(
         service.spec_version.index = backend.next_index()
         return tx.create(service)
 
-    return control_pb2.CreateServiceResponse(service=await backend.write_object(create))
+    created = await backend.write_object(create, exclusive=reads_other_objects(spec))
+    return control_pb2.CreateServiceResponse(service=created)
 
 
 async def get_service(
@@ -99,7 +104,9 @@ async def update_service(
             _change_spec(tx, backend, service, spec)
         return tx.update(service)
 
-    return control_pb2.UpdateServiceResponse(service=await backend.write_object(update))
+    exclusive = rollback or reads_other_objects(spec)
+    updated = await backend.write_object(update, exclusive=exclusive)
+    return control_pb2.UpdateServiceResponse(service=updated)
 
 
 def _change_spec(

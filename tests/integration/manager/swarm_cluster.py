@@ -44,7 +44,10 @@ class Daemon:
             if match := re.search(pattern, self.text()[after:]):
                 return match
             if self.process.poll() is not None:
-                raise AssertionError(f"swarmd on {self.machine.name} exited:\n{self.text()}")
+                code = self.process.returncode
+                raise AssertionError(
+                    f"swarmd on {self.machine.name} exited ({code}):\n{self.text()}"
+                )
             return None
 
         found = until(
