@@ -141,13 +141,17 @@ class Workload:
         self.history.append(Operation(client, key, "write", value, call, time.monotonic(), True))
 
     async def final_values(self) -> list[dict[str, str | None]]:
-        """Each manager's reading of every register (once the faults are healed)."""
+        """Each manager's reading of every register (once the faults are healed). A channel
+        that saw its manager down may still be backing off: each read waits for it to be
+        ready rather than fail at once."""
         seen = []
         for stub in self._stubs:
             values: dict[str, str | None] = {}
             for key, service_id in sorted(self.services.items()):
                 found = await stub.GetService(
-                    control_pb2.GetServiceRequest(service_id=service_id), timeout=30
+                    control_pb2.GetServiceRequest(service_id=service_id),
+                    timeout=30,
+                    wait_for_ready=True,
                 )
                 values[key] = found.service.spec.annotations.labels.get(LABEL)
             seen.append(values)

@@ -46,7 +46,11 @@ from tests.integration.manager.swarm_cluster import (
 from tests.polling import until
 
 MINUTES = float(os.environ.get("SHOAL_SOAK_MINUTES") or 0)
-pytestmark = pytest.mark.skipif(not MINUTES, reason="the soak runs with `make soak` only")
+pytestmark = [
+    pytest.mark.skipif(not MINUTES, reason="the soak runs with `make soak` only"),
+    # The churn, then up to some 10 minutes to heal, converge and clear.
+    pytest.mark.timeout(MINUTES * 60 + 900),
+]
 
 RSS_GROWTH_MIB = 40
 FD_GROWTH = 40
@@ -181,7 +185,7 @@ async def _soak(cluster: SwarmCluster, rng: random.Random, spared: Machine) -> N
         await asyncio.to_thread(
             until,
             lambda: all(
-                write_accepted(cluster, m, f"soak-healed-{m.name}-{time.monotonic_ns()}")
+                write_accepted(cluster, m, f"healed-{m.name}-{time.monotonic_ns()}")
                 for m in machines
             ),
             "every manager takes writes again",
