@@ -84,6 +84,19 @@ def unique_name(tag: str = "") -> str:
 
 
 @pytest.fixture
+def cluster(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[Any]:
+    """A SwarmCluster on a lab of three machines (swarmd started by the test), every daemon
+    killed afterwards; a test module may define its own `cluster`."""
+    from tests.integration.manager.swarm_cluster import SwarmCluster  # it imports this module
+
+    swarm = SwarmCluster(make_lab(3), tmp_path)
+    try:
+        yield swarm
+    finally:
+        swarm.stop_all()
+
+
+@pytest.fixture
 def make_lab(lab_api: Lab, host_unchanged: HostSnapshot) -> Iterator[Callable[[int], LabHandle]]:
     """Factory: make_lab(N) brings up a lab with N machines; all are removed after the test,
     and the host must then be as it was before (checked by `host_unchanged`)."""

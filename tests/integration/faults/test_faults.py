@@ -15,16 +15,14 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-import pytest
 
 from common import libc
 from deploy.netns_driver import Machine
 from shoal.v1 import control_pb2, control_pb2_grpc
-from tests.integration.conftest import LabHandle
 from tests.integration.faults import faults
 from tests.integration.faults.workload import Workload
 from tests.integration.manager.swarm_cluster import SwarmCluster, write_accepted
@@ -33,17 +31,6 @@ from tests.polling import until
 
 RAFT_PORT = 4243
 PAD_WRITES = 200
-
-
-@pytest.fixture
-def cluster(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[SwarmCluster]:
-    lab = make_lab(3)
-    swarm = SwarmCluster(lab, tmp_path)
-    try:
-        yield swarm
-    finally:
-        swarm.stop_all()
-        faults.heal(lab.machines)
 
 
 def seed() -> int:

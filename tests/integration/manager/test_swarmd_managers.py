@@ -8,12 +8,11 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import grpc
-import pytest
 
 from deploy.netns_driver import Machine
 from shoal.v1 import control_pb2, control_pb2_grpc, specs_pb2
@@ -25,16 +24,6 @@ from tests.integration.manager.swarm_cluster import (
     write_accepted,
 )
 from tests.polling import until
-
-
-@pytest.fixture
-def cluster(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[SwarmCluster]:
-    lab = make_lab(3)
-    swarm = SwarmCluster(lab, tmp_path)
-    try:
-        yield swarm
-    finally:
-        swarm.stop_all()
 
 
 def _leader_terms(swarm: SwarmCluster) -> list[tuple[str, int]]:

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ import pytest
 
 from deploy.demo import program_pid
 from deploy.netns_driver import Machine
-from tests.integration.conftest import LabHandle
 from tests.integration.faults import faults
 from tests.integration.faults.test_faults import running, seed, sockets, verdict
 from tests.integration.faults.workload import Workload
@@ -55,17 +53,6 @@ pytestmark = [
 RSS_GROWTH_MIB = 40
 FD_GROWTH = 40
 MAX_SERVICES = 6
-
-
-@pytest.fixture
-def cluster(make_lab: Callable[[int], LabHandle], tmp_path: Path) -> Iterator[SwarmCluster]:
-    lab = make_lab(3)
-    swarm = SwarmCluster(lab, tmp_path)
-    try:
-        yield swarm
-    finally:
-        swarm.stop_all()
-        faults.heal(lab.machines)
 
 
 def usage(cluster: SwarmCluster, machine: Machine) -> tuple[float, int]:
